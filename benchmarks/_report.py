@@ -1,0 +1,35 @@
+"""Shared by the benchmark scripts: each one owns a marked section of benchmarks/REPORT.md.
+
+A script rewrites only its own section, so scripts can be rerun one at a time and every figure in
+the report stays next to the command that produced it.
+"""
+from __future__ import annotations
+
+import os
+import platform
+import re
+from pathlib import Path
+
+import torch
+
+REPORT = Path(__file__).resolve().parent / "REPORT.md"
+HEADER = "# dualsr benchmark report\n\nEvery section is written by the script it names; rerun it to refresh the section.\n"
+
+
+def machine_line() -> str:
+    """One line naming the machine a figure was measured on."""
+    threads = torch.get_num_threads()
+    return (f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, torch {torch.__version__}, "
+            f"{threads} torch threads")
+
+
+def write_section(name: str, body: str) -> None:
+    """Replace (or append) the section `name` of REPORT.md with `body` (markdown)."""
+    text = REPORT.read_text() if REPORT.exists() else HEADER
+    begin, end = f"<!-- begin:{name} -->", f"<!-- end:{name} -->"
+    block = f"{begin}\n{body.rstrip()}\n{end}"
+    pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end), re.S)
+    text = pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block + "\n"
+    tmp = REPORT.with_suffix(".md.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, REPORT)

@@ -1,0 +1,29 @@
+"""dualsr: lightweight single-image super-resolution with dual regression learning.
+
+The public API is small: build a model by name, its dual models, load weights of any supported
+format, and upscale images.
+"""
+from __future__ import annotations
+
+import importlib
+
+__version__ = "0.1.0"
+
+# Public name -> module that defines it. Resolved on first use so that `import dualsr` stays
+# cheap and a command only imports what it needs.
+_PUBLIC = {
+    "create_model": "dualsr.models",
+    "create_dual": "dualsr.models",
+    "list_models": "dualsr.models",
+    "load_weights": "dualsr.checkpoint",
+    "imresize": "dualsr.data.resize",
+    "Upscaler": "dualsr.inference",
+}
+
+__all__ = sorted(_PUBLIC) + ["__version__"]
+
+
+def __getattr__(name: str):
+    if name in _PUBLIC:
+        return getattr(importlib.import_module(_PUBLIC[name]), name)
+    raise AttributeError(f"module 'dualsr' has no attribute {name!r}")

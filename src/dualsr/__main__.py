@@ -1,0 +1,5 @@
+import sys
+
+from dualsr.cli import main
+
+sys.exit(main())
