@@ -1,0 +1,123 @@
+"""RLFN (Kong et al., "Residual Local Feature Network for Efficient Super-Resolution", CVPRW 2022).
+
+The NTIRE 2022 efficient-SR winner, written to load the official bytedance/RLFN checkpoints
+(`rlfn_x4.pth`, `rlfn_x2.pth`) with `strict=True`: module names follow the official state_dict keys
+(`conv_1`, `block_1..6` with `c1_r/c2_r/c3_r/c5/esa`, `conv_2`, `upsampler.0`). Input and output
+are RGB on the 0-255 scale with no mean shift, as the released weights were trained.
+
+Prunable widths (for DRC): the residual stream (52 channels) stays; inside each RLFB three widths
+may shrink, in this order per block: the output of `c1_r` (= input of `c2_r`), the output of
+`c2_r` (= input of `c3_r`) and the output of the ESA's first 1x1 conv `esa.conv1` (= input of
+`esa.conv_f` and `esa.conv2`). That is 18 widths for the 6 blocks; `widths=None` is the full net.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+WIDTHS_PER_BLOCK = 3
+
+
+def _conv(in_ch: int, out_ch: int, kernel_size: int) -> nn.Conv2d:
+    return nn.Conv2d(in_ch, out_ch, kernel_size, padding=kernel_size // 2)
+
+
+class ESA(nn.Module):
+    """RLFN's lightened enhanced spatial attention: a coarse (strided + max-pooled) gate on x.
+
+    `in_width` is the output width of `conv1` (prunable); `width` the inner width of the rest.
+    """
+
+    def __init__(self, channels: int, width: int = 16, in_width: int | None = None):
+        super().__init__()
+        in_width = width if in_width is None else in_width
+        self.conv1 = nn.Conv2d(channels, in_width, 1)
+        self.conv_f = nn.Conv2d(in_width, width, 1)
+        self.conv2 = nn.Conv2d(in_width, width, 3, stride=2, padding=0)
+        self.conv3 = nn.Conv2d(width, width, 3, padding=1)
+        self.conv4 = nn.Conv2d(width, channels, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        reduced = self.conv1(x)
+        coarse = F.max_pool2d(self.conv2(reduced), kernel_size=7, stride=3)
+        coarse = F.interpolate(self.conv3(coarse), size=x.shape[-2:], mode="bilinear", align_corners=False)
+        return x * torch.sigmoid(self.conv4(coarse + self.conv_f(reduced)))
+
+
+class RLFB(nn.Module):
+    """Residual local feature block: three 3x3 convs with a local residual, 1x1 conv, then ESA."""
+
+    def __init__(self, channels: int, mid1: int | None = None, mid2: int | None = None,
+                 esa_in: int | None = None, esa_width: int = 16, negative_slope: float = 0.05):
+        super().__init__()
+        mid1 = channels if mid1 is None else mid1
+        mid2 = channels if mid2 is None else mid2
+        self.c1_r = _conv(channels, mid1, 3)
+        self.c2_r = _conv(mid1, mid2, 3)
+        self.c3_r = _conv(mid2, channels, 3)
+        self.c5 = _conv(channels, channels, 1)
+        self.esa = ESA(channels, esa_width, esa_in)
+        self.act = nn.LeakyReLU(negative_slope, inplace=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.act(self.c1_r(x))
+        out = self.act(self.c2_r(out))
+        out = self.act(self.c3_r(out))
+        return self.esa(self.c5(out + x))
+
+
+def full_widths(n_feats: int = 52, n_blocks: int = 6, esa_width: int = 16) -> list[int]:
+    """The prunable widths of the unpruned RLFN, block by block: [c1_r, c2_r, esa.conv1] outputs."""
+    return [n_feats, n_feats, esa_width] * n_blocks
+
+
+class RLFN(nn.Module):
+    """RLFN: conv -> 6 RLFBs -> conv + long skip -> conv + PixelShuffle; 0-255 RGB in and out."""
+
+    def __init__(self, scale: int = 4, n_feats: int = 52, n_blocks: int = 6, esa_width: int = 16,
+                 widths: list[int] | None = None, n_colors: int = 3):
+        super().__init__()
+        full = full_widths(n_feats, n_blocks, esa_width)
+        widths = list(full) if widths is None else [int(w) for w in widths]
+        if len(widths) != len(full):
+            raise ValueError(f"RLFN with {n_blocks} blocks has {len(full)} prunable widths, got {len(widths)}")
+        bad = [i for i, (w, c) in enumerate(zip(widths, full)) if not 1 <= w <= c]
+        if bad:
+            raise ValueError(f"widths out of range [1, full] at positions {bad[:5]}")
+        self.scale = scale
+        self.n_feats = n_feats
+        self.n_blocks = n_blocks
+        self.esa_width = esa_width
+        self.widths = widths
+        self.pruned = widths != full
+
+        self.conv_1 = _conv(n_colors, n_feats, 3)
+        for i in range(n_blocks):
+            mid1, mid2, esa_in = widths[WIDTHS_PER_BLOCK * i: WIDTHS_PER_BLOCK * (i + 1)]
+            # official names block_1 .. block_6 keep the released state_dict keys
+            self.add_module(f"block_{i + 1}", RLFB(n_feats, mid1, mid2, esa_in, esa_width))
+        self.conv_2 = _conv(n_feats, n_feats, 3)
+        self.upsampler = nn.Sequential(_conv(n_feats, n_colors * scale * scale, 3), nn.PixelShuffle(scale))
+
+    @property
+    def blocks(self) -> list[RLFB]:
+        """The RLFBs in forward order."""
+        return [getattr(self, f"block_{i + 1}") for i in range(self.n_blocks)]
+
+    def config(self) -> dict:
+        """Constructor arguments that rebuild this architecture (stored beside saved weights)."""
+        return {"scale": self.scale, "n_feats": self.n_feats, "n_blocks": self.n_blocks,
+                "esa_width": self.esa_width, "widths": list(self.widths) if self.pruned else None}
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shallow = self.conv_1(x)
+        out = shallow
+        for block in self.blocks:
+            out = block(out)
+        return self.upsampler(self.conv_2(out) + shallow)
+
+
+def rlfn(scale: int = 4, **kw) -> RLFN:
+    """RLFN with 52 features and 6 RLFBs (543,740 parameters at x4, 526,856 at x2)."""
+    return RLFN(scale=scale, **kw)
