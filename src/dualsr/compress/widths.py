@@ -1,0 +1,274 @@
+"""What can shrink in each model, and how a compressed model is stored and rebuilt.
+
+Every compression method (DRC search + pruning, L1-norm, random, uniform) works on a list of
+`PrunableLayer`s: one per internal width that may shrink while the residual-stream widths stay.
+That list is the only model-specific part of `dualsr.compress`; it is built here by
+`prunable_layers(model)`, in the model's own width order (`model.widths`), which for DRN is the
+order of the official DRC width files.
+
+A compressed model is its width config plus a state dict. `save_compressed` writes both into one
+safetensors file (metadata: model name, scale, constructor config including `widths`), and
+`build_from_checkpoint(path)` rebuilds the model from that metadata and loads the weights
+strictly; other commands (test, upscale, profile, train) can call it on any weights file.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import torch
+from torch import nn
+
+from dualsr.models import create_model
+
+FORMAT_TAG = "dualsr-compressed"
+
+
+@dataclass(frozen=True)
+class PrunableLayer:
+    """One shrinkable width: its channels leave `producer` and enter every conv in `consumers`.
+
+    mask_at: module whose output carries exactly these channels (the producer itself, or the
+    PixelShuffle after it). group: producer output channels per width channel (r*r before a
+    PixelShuffle(r): width channel j is producer channels j*r*r .. j*r*r + r*r - 1).
+    """
+
+    name: str
+    producer: str
+    consumers: tuple[str, ...]
+    mask_at: str
+    full: int
+    group: int = 1
+
+
+def _drn_layers(model: nn.Module) -> list[PrunableLayer]:
+    from dualsr.models.drn import full_widths
+
+    full = full_widths(model.scale, model.n_blocks, model.n_feats)
+    layers, pos = [], 0
+    for p in range(model.phases):
+        base = f"down.{p}.dual_module"
+        layers.append(PrunableLayer(f"down.{p}", f"{base}.0.0", (f"{base}.1",), f"{base}.0.0", full[pos]))
+        pos += 1
+    for s in range(model.phases):
+        for k in range(model.n_blocks):
+            body = f"up_blocks.{s}.{k}.body"
+            layers.append(PrunableLayer(f"up_blocks.{s}.{k}", f"{body}.0", (f"{body}.2",), f"{body}.0", full[pos]))
+            pos += 1
+        up = f"up_blocks.{s}.{model.n_blocks}"
+        # PixelShuffle(2) couples 4 conv outputs to each kept channel: Torch-Pruning misses this
+        layers.append(PrunableLayer(up, f"{up}.0", (f"up_blocks.{s}.{model.n_blocks + 1}",), f"{up}.1",
+                                    full[pos], group=4))
+        pos += 1
+    return layers
+
+
+def _rlfn_layers(model: nn.Module) -> list[PrunableLayer]:
+    from dualsr.models.rlfn import full_widths
+
+    full = full_widths(model.n_feats, model.n_blocks, model.esa_width)
+    layers = []
+    for i in range(model.n_blocks):
+        b = f"block_{i + 1}"
+        layers += [
+            PrunableLayer(f"{b}.c1_r", f"{b}.c1_r", (f"{b}.c2_r",), f"{b}.c1_r", full[3 * i]),
+            PrunableLayer(f"{b}.c2_r", f"{b}.c2_r", (f"{b}.c3_r",), f"{b}.c2_r", full[3 * i + 1]),
+            PrunableLayer(f"{b}.esa.conv1", f"{b}.esa.conv1", (f"{b}.esa.conv_f", f"{b}.esa.conv2"),
+                          f"{b}.esa.conv1", full[3 * i + 2]),
+        ]
+    return layers
+
+
+def prunable_layers(model: nn.Module) -> list[PrunableLayer]:
+    """The shrinkable widths of `model`, in the order of `model.widths`."""
+    from dualsr.models.drn import DRN
+    from dualsr.models.rlfn import RLFN
+
+    if isinstance(model, DRN):
+        return _drn_layers(model)
+    if isinstance(model, RLFN):
+        return _rlfn_layers(model)
+    raise TypeError(f"{type(model).__name__} has no prunable-widths description (supported: DRN, RLFN)")
+
+
+def current_widths(model: nn.Module) -> list[int]:
+    """The widths the model is built with (full widths when unpruned)."""
+    return list(model.widths)
+
+
+def model_name(model: nn.Module) -> str:
+    """Registry name of a model built by `create_model`."""
+    spec = getattr(model, "spec", None)
+    if spec is None:
+        raise ValueError("model was not built by dualsr.models.create_model: no .spec to name it")
+    return spec.name
+
+
+def rebuild(model: nn.Module, widths: Sequence[int] | None = None) -> nn.Module:
+    """A fresh model of the same kind and configuration, with `widths` (default: the model's)."""
+    config = dict(model.config())
+    scale = config.pop("scale")
+    config["widths"] = list(widths) if widths is not None else config.get("widths")
+    return create_model(model_name(model), scale, **config)
+
+
+def read_widths_file(path: str | os.PathLike) -> list[int]:
+    """A width config file: one integer per line (the official DRC format); blank lines ignored."""
+    widths = []
+    for number, line in enumerate(Path(path).read_text().splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        try:
+            widths.append(int(line))
+        except ValueError:
+            raise ValueError(f"{path}: line {number} is not an integer width: {line!r}") from None
+    return widths
+
+
+def write_widths_file(path: str | os.PathLike, widths: Sequence[int]) -> None:
+    """Write widths one per line (readable by `read_widths_file` and by the official DRC code)."""
+    _atomic_write_bytes(Path(path), "".join(f"{int(w)}\n" for w in widths).encode())
+
+
+def _atomic_write_bytes(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def save_compressed(model: nn.Module, path: str | os.PathLike, extra: dict | None = None) -> None:
+    """Write weights + width config as one safetensors file that `build_from_checkpoint` rebuilds."""
+    from safetensors.torch import save
+
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    config = dict(model.config())
+    config["widths"] = current_widths(model)
+    metadata = {"format": FORMAT_TAG, "model": model_name(model), "scale": str(config.pop("scale")),
+                "config": json.dumps(config)}
+    if extra:
+        metadata["extra"] = json.dumps(extra)
+    _atomic_write_bytes(Path(path), save(state, metadata=metadata))
+
+
+def read_metadata(path: str | os.PathLike) -> dict | None:
+    """The dualsr metadata of a compressed safetensors file, or None for any other weights file."""
+    path = Path(path)
+    if path.suffix != ".safetensors":
+        return None
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as handle:
+        meta = handle.metadata() or {}
+    if meta.get("format") != FORMAT_TAG:
+        return None
+    return {"model": meta["model"], "scale": int(meta["scale"]), "config": json.loads(meta["config"]),
+            "extra": json.loads(meta["extra"]) if "extra" in meta else {}}
+
+
+def _load_state(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    path = Path(path)
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(str(path))
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if isinstance(state, dict) and "params" in state and isinstance(state["params"], dict):
+        state = state["params"]
+    return state
+
+
+def load_into(model: nn.Module, path: str | os.PathLike) -> nn.Module:
+    """Load weights strictly, through `dualsr.checkpoint.load_weights` when it exists."""
+    try:
+        from dualsr.checkpoint import load_weights
+    except ImportError:
+        model.load_state_dict(_load_state(path), strict=True)
+        return model
+    load_weights(model, str(path), strict=True)
+    return model
+
+
+def build_from_checkpoint(path: str | os.PathLike, name: str | None = None, scale: int | None = None,
+                          widths: Sequence[int] | None = None, **config) -> nn.Module:
+    """Build the model a weights file belongs to and load it strictly.
+
+    A file written by `save_compressed` names its own model, scale and widths; for any other file
+    (official .pt/.pth, plain safetensors) pass `name`, `scale` and, for a pruned model,
+    `widths` (e.g. from `read_widths_file`).
+    """
+    meta = read_metadata(path)
+    if meta is not None:
+        if name is not None and name.lower().replace("_", "-") != meta["model"]:
+            raise ValueError(f"{path} holds a {meta['model']} model, not {name}")
+        if scale is not None and scale != meta["scale"]:
+            raise ValueError(f"{path} holds an x{meta['scale']} model, not x{scale}")
+        name, scale = meta["model"], meta["scale"]
+        config = {**meta["config"], **config}
+        if widths is not None:
+            config["widths"] = list(widths)
+    else:
+        if name is None or scale is None:
+            raise ValueError(f"{path} carries no dualsr metadata: give the model name and scale")
+        if widths is not None:
+            config["widths"] = list(widths)
+    model = create_model(name, scale, **config)
+    return load_into(model, path)
+
+
+def get_module(model: nn.Module, dotted: str) -> nn.Module:
+    """Submodule by dotted name (`up_blocks.0.3.body.0`)."""
+    return model.get_submodule(dotted)
+
+
+def consumer_l1_norms(model: nn.Module, layer: PrunableLayer) -> torch.Tensor:
+    """Per width channel, the L1 norm of its weights in the consuming conv(s): DRC's ranking."""
+    total = None
+    for name in layer.consumers:
+        weight = get_module(model, name).weight.detach()
+        norms = weight.abs().sum(dim=(0, 2, 3))
+        total = norms if total is None else total + norms
+    return total
+
+
+@contextlib.contextmanager
+def channel_masks(model: nn.Module, layers: Sequence[PrunableLayer],
+                  masks: Sequence[torch.Tensor | None]) -> Iterator[None]:
+    """Multiply each layer's channels by its mask (a length-`width` tensor) during forwards.
+
+    Masks act after the producer's bias (and after a PixelShuffle), so a zero mask is exactly the
+    removal of that channel: every activation that follows is positively homogeneous.
+    """
+    handles = []
+    for layer, mask in zip(layers, masks):
+        if mask is None:
+            continue
+
+        def hook(_module, _inputs, output, mask=mask):
+            return output * mask.view(1, -1, 1, 1).to(output.dtype)
+
+        handles.append(get_module(model, layer.mask_at).register_forward_hook(hook))
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def parse_widths(text: str) -> list[int]:
+    """Widths from a comma-separated string (`--widths 12,20,...`) or a file path."""
+    if os.path.exists(text):
+        return read_widths_file(text)
+    return [int(x) for x in text.replace(" ", "").split(",") if x]
