@@ -26,9 +26,6 @@ from torch import nn
 
 from dualsr.models import create_model
 
-FORMAT_TAG = "dualsr-compressed"
-
-
 @dataclass(frozen=True)
 class PrunableLayer:
     """One shrinkable width: its channels leave `producer` and enter every conv in `consumers`.
@@ -149,83 +146,61 @@ def _atomic_write_bytes(path: Path, data: bytes) -> None:
         raise
 
 
-def save_compressed(model: nn.Module, path: str | os.PathLike, extra: dict | None = None) -> None:
-    """Write weights + width config as one safetensors file that `build_from_checkpoint` rebuilds."""
-    from safetensors.torch import save
+def save_compressed(model: nn.Module, path: str | os.PathLike, extra: dict | None = None) -> Path:
+    """Write weights + width config as one safetensors file that `build_from_checkpoint` rebuilds.
 
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    Uses `dualsr.checkpoint.save_weights`, which stores `model` (registry name) and `config`
+    (constructor arguments, `scale` and `widths` included) in the safetensors metadata; the full
+    width list is always written (also for an unpruned model) so the file documents itself.
+    """
+    from dualsr.checkpoint import save_weights
+
     config = dict(model.config())
     config["widths"] = current_widths(model)
-    metadata = {"format": FORMAT_TAG, "model": model_name(model), "scale": str(config.pop("scale")),
-                "config": json.dumps(config)}
+    metadata = {"model": model_name(model), "config": config}
     if extra:
-        metadata["extra"] = json.dumps(extra)
-    _atomic_write_bytes(Path(path), save(state, metadata=metadata))
+        metadata["compress"] = extra
+    return save_weights(model, path, metadata=metadata)
 
 
-def read_metadata(path: str | os.PathLike) -> dict | None:
-    """The dualsr metadata of a compressed safetensors file, or None for any other weights file."""
-    path = Path(path)
-    if path.suffix != ".safetensors":
+def read_model_metadata(path: str | os.PathLike) -> dict | None:
+    """{"model", "scale", "config"} stored by `save_weights`/`save_compressed`, or None if absent."""
+    from dualsr.checkpoint import read_metadata
+
+    meta = read_metadata(path)
+    if "model" not in meta or "config" not in meta:
         return None
-    from safetensors import safe_open
-
-    with safe_open(str(path), framework="pt") as handle:
-        meta = handle.metadata() or {}
-    if meta.get("format") != FORMAT_TAG:
-        return None
-    return {"model": meta["model"], "scale": int(meta["scale"]), "config": json.loads(meta["config"]),
-            "extra": json.loads(meta["extra"]) if "extra" in meta else {}}
-
-
-def _load_state(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    path = Path(path)
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        return load_file(str(path))
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    if isinstance(state, dict) and "params" in state and isinstance(state["params"], dict):
-        state = state["params"]
-    return state
-
-
-def load_into(model: nn.Module, path: str | os.PathLike) -> nn.Module:
-    """Load weights strictly, through `dualsr.checkpoint.load_weights` when it exists."""
-    try:
-        from dualsr.checkpoint import load_weights
-    except ImportError:
-        model.load_state_dict(_load_state(path), strict=True)
-        return model
-    load_weights(model, str(path), strict=True)
-    return model
+    config = json.loads(meta["config"])
+    scale = config.pop("scale", None)
+    return {"model": meta["model"], "scale": None if scale is None else int(scale), "config": config}
 
 
 def build_from_checkpoint(path: str | os.PathLike, name: str | None = None, scale: int | None = None,
                           widths: Sequence[int] | None = None, **config) -> nn.Module:
     """Build the model a weights file belongs to and load it strictly.
 
-    A file written by `save_compressed` names its own model, scale and widths; for any other file
-    (official .pt/.pth, plain safetensors) pass `name`, `scale` and, for a pruned model,
-    `widths` (e.g. from `read_widths_file`).
+    A safetensors file written by dualsr names its own model, scale and widths; for any other file
+    (official .pt/.pth, plain safetensors) pass `name`, `scale` and, for a pruned model, `widths`
+    (e.g. `read_widths_file("search_x4p05.txt")`).
     """
-    meta = read_metadata(path)
+    from dualsr.checkpoint import load_weights
+
+    meta = read_model_metadata(path)
     if meta is not None:
         if name is not None and name.lower().replace("_", "-") != meta["model"]:
             raise ValueError(f"{path} holds a {meta['model']} model, not {name}")
-        if scale is not None and scale != meta["scale"]:
+        if scale is not None and meta["scale"] is not None and scale != meta["scale"]:
             raise ValueError(f"{path} holds an x{meta['scale']} model, not x{scale}")
-        name, scale = meta["model"], meta["scale"]
+        name = meta["model"]
+        scale = meta["scale"] if meta["scale"] is not None else scale
         config = {**meta["config"], **config}
-        if widths is not None:
-            config["widths"] = list(widths)
-    else:
-        if name is None or scale is None:
-            raise ValueError(f"{path} carries no dualsr metadata: give the model name and scale")
-        if widths is not None:
-            config["widths"] = list(widths)
+    if name is None or scale is None:
+        raise ValueError(f"{path} names no model/scale in its metadata: give the model name and scale")
+    if widths is not None:
+        config["widths"] = list(widths)
     model = create_model(name, scale, **config)
-    return load_into(model, path)
+    load_weights(model, path, strict=True)
+    return model
 
 
 def get_module(model: nn.Module, dotted: str) -> nn.Module:
