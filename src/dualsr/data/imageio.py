@@ -1,0 +1,312 @@
+"""Reading and writing images safely: one reader for evaluation and `dualsr upscale`.
+
+`read_image` turns any file Pillow can decode into a float32 (3, H, W) RGB tensor on the 0-255
+scale (grayscale replicated, palette expanded, CMYK converted, EXIF orientation applied), with the
+alpha channel, original mode and bit depth kept aside so that a writer can give back the same kind
+of image. Every failure becomes an `ImageReadError` whose message is one line naming the file.
+
+`write_image` never leaves a half-written file: it writes to a hidden temporary name in the target
+folder and renames it over the target only once the encoder has finished.
+"""
+from __future__ import annotations
+
+import glob
+import os
+import struct
+import tempfile
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+IMAGE_EXTENSIONS = (".png", ".bmp", ".jpg", ".jpeg", ".tif", ".tiff", ".webp")
+
+# 16-bit samples are stored on the same 0-255 scale as 8-bit ones (65535 / 257 = 255), so models
+# and metrics never need to know the bit depth; the writer multiplies back.
+_SCALE_16BIT = 257.0
+_GRAY_MODES = {"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N"}
+_16BIT_GRAY_MODES = {"I;16", "I;16B", "I;16L", "I;16N"}
+
+
+class ImageReadError(Exception):
+    """An image that cannot be read; `str()` is one line naming the file and the problem."""
+
+    def __init__(self, path: str | os.PathLike, reason: str):
+        self.path, self.reason = Path(path), reason
+        super().__init__(f"{path}: {reason}")
+
+
+class ImageWriteError(Exception):
+    """An image that cannot be written; `str()` is one line naming the file and the problem."""
+
+    def __init__(self, path: str | os.PathLike, reason: str):
+        self.path, self.reason = Path(path), reason
+        super().__init__(f"{path}: {reason}")
+
+
+@dataclass
+class LoadedImage:
+    """A decoded image: RGB (and alpha) as float32 on the 0-255 scale, plus what it was on disk.
+
+    rgb: (3, H, W); grayscale sources are replicated to three equal channels.
+    alpha: (1, H, W) or None.
+    mode: Pillow's mode of the file as opened ("L", "P", "RGBA", "I;16", "CMYK", ...).
+    bit_depth: 8, or 16 for 16-bit grayscale files (values still on the 0-255 scale).
+    warnings: one-line notes about lossy reads (e.g. 16-bit colour PNG read as 8-bit).
+    """
+
+    path: Path
+    rgb: torch.Tensor
+    alpha: torch.Tensor | None
+    mode: str
+    bit_depth: int = 8
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def grayscale(self) -> bool:
+        """True when the file had a single colour channel (the writer should write gray back)."""
+        return self.mode in _GRAY_MODES
+
+    @property
+    def height(self) -> int:
+        return int(self.rgb.shape[-2])
+
+    @property
+    def width(self) -> int:
+        return int(self.rgb.shape[-1])
+
+
+def _open_decoded(path: Path) -> tuple[Image.Image, str, list[str]]:
+    """Open, fully decode and orient `path`; return the image, its original mode and warnings."""
+    if not path.exists():
+        raise ImageReadError(path, "no such file")
+    if path.is_dir():
+        raise ImageReadError(path, "is a folder, not an image file")
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise ImageReadError(path, f"cannot access ({exc.strerror or exc})") from None
+    if size == 0:
+        raise ImageReadError(path, "empty file (0 bytes)")
+    warnings: list[str] = []
+    try:
+        with Image.open(path) as opened:
+            mode = opened.mode
+            rawmode = str(opened.tile[0][3]) if opened.tile else ""
+            opened.load()  # decode everything now: truncated files fail here, not later
+            image = ImageOps.exif_transpose(opened) or opened.copy()
+            if image is opened:
+                image = opened.copy()
+    except UnidentifiedImageError:
+        raise ImageReadError(path, "not an image file (or a format Pillow cannot read)") from None
+    except Image.DecompressionBombError as exc:
+        raise ImageReadError(path, f"too large to decode safely ({exc})") from None
+    except PermissionError:
+        raise ImageReadError(path, "permission denied") from None
+    except (OSError, SyntaxError, ValueError, struct.error, zlib.error) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ImageReadError(path, f"truncated or corrupt image ({reason})") from None
+    if ";16" in rawmode and mode in ("RGB", "RGBA", "LA"):
+        # Pillow has no 16-bit multi-channel mode: it keeps the high byte of each sample.
+        warnings.append(f"{path}: 16-bit {mode} image read as 8-bit (Pillow has no 16-bit colour mode)")
+    return image, mode, warnings
+
+
+def _to_tensor(array: np.ndarray) -> torch.Tensor:
+    """(H, W) or (H, W, C) array -> float32 (C, H, W) tensor."""
+    if array.ndim == 2:
+        array = array[:, :, None]
+    return torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1), dtype=np.float32))
+
+
+def read_image(path: str | os.PathLike) -> LoadedImage:
+    """Decode an image file into a `LoadedImage`; raise `ImageReadError` with a one-line reason."""
+    path = Path(path)
+    image, mode, warnings = _open_decoded(path)
+    bit_depth, alpha = 8, None
+    work_mode = image.mode
+    if work_mode in _16BIT_GRAY_MODES or work_mode == "I":
+        values = np.asarray(image, dtype=np.float64)
+        if work_mode == "I" and (values.min() < 0 or values.max() > 65535):
+            raise ImageReadError(path, f"unsupported 32-bit integer image (values {values.min():.0f}..{values.max():.0f})")
+        gray = torch.from_numpy((values / _SCALE_16BIT).astype(np.float32))[None]
+        rgb, bit_depth = gray.expand(3, -1, -1).contiguous(), 16
+    elif work_mode in ("1", "L"):
+        gray = _to_tensor(np.asarray(image.convert("L")))
+        rgb = gray.expand(3, -1, -1).contiguous()
+    elif work_mode in ("LA", "La", "PA") or (work_mode == "P" and "transparency" in image.info):
+        converted = image.convert("LA" if work_mode in ("LA", "La") else "RGBA")
+        channels = _to_tensor(np.asarray(converted))
+        colour, alpha = channels[:-1], channels[-1:].clone()
+        rgb = colour.expand(3, -1, -1).contiguous() if colour.shape[0] == 1 else colour.contiguous()
+    elif work_mode in ("RGBA", "RGBa"):
+        channels = _to_tensor(np.asarray(image.convert("RGBA")))
+        rgb, alpha = channels[:3].contiguous(), channels[3:].clone()
+    elif work_mode in ("RGB", "RGBX", "P", "CMYK", "YCbCr", "LAB", "HSV"):
+        rgb = _to_tensor(np.asarray(image.convert("RGB")))
+    else:
+        raise ImageReadError(path, f"unsupported image mode {work_mode!r}")
+    if rgb.shape[-1] == 0 or rgb.shape[-2] == 0:
+        raise ImageReadError(path, "image has no pixels")
+    return LoadedImage(path=path, rgb=rgb, alpha=alpha, mode=mode, bit_depth=bit_depth, warnings=warnings)
+
+
+def _quantize(values: torch.Tensor, bit_depth: int) -> np.ndarray:
+    """0-255 float (C, H, W) -> (H, W, C) uint8/uint16, rounded half away from zero."""
+    values = values.detach().to("cpu", torch.float64)
+    if bit_depth == 8:
+        out = torch.floor(values.clamp(0, 255) + 0.5).to(torch.uint8).numpy()
+    elif bit_depth == 16:
+        out = torch.floor((values * _SCALE_16BIT).clamp(0, 65535) + 0.5).numpy().astype(np.uint16)
+    else:
+        raise ValueError(f"bit_depth must be 8 or 16, got {bit_depth}")
+    return out.transpose(1, 2, 0)
+
+
+def _current_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+
+def _write_png16(file, array: np.ndarray) -> None:
+    """Encode a (H, W, C) uint16 array (C = 1..4) as a 16-bit PNG, which Pillow cannot do for colour."""
+    height, width, channels = array.shape
+    colour_type = {1: 0, 2: 4, 3: 2, 4: 6}[channels]
+    rows = array.astype(">u2").reshape(height, width * channels)
+    raw = np.concatenate([np.zeros((height, 1), np.uint8), rows.view(np.uint8)], axis=1).tobytes()
+    file.write(b"\x89PNG\r\n\x1a\n")
+    file.write(_png_chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 16, colour_type, 0, 0, 0)))
+    file.write(_png_chunk(b"IDAT", zlib.compress(raw, 6)))
+    file.write(_png_chunk(b"IEND", b""))
+
+
+_FORMATS = {".png": "PNG", ".bmp": "BMP", ".jpg": "JPEG", ".jpeg": "JPEG", ".tif": "TIFF", ".tiff": "TIFF",
+            ".webp": "WEBP"}
+
+
+def write_image(
+    path: str | os.PathLike, rgb: torch.Tensor, alpha: torch.Tensor | None = None, bit_depth: int = 8,
+    grayscale: bool = False, quality: int = 95,
+) -> Path:
+    """Write a 0-255 (3, H, W) or (1, H, W) image atomically; raise `ImageWriteError` on failure.
+
+    grayscale writes the mean of the channels as one channel; alpha (1, H, W) is appended; 16-bit
+    is supported for PNG (any channels) and TIFF (grayscale only). The format follows the suffix.
+    """
+    path = Path(path)
+    fmt = _FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        raise ImageWriteError(path, f"unknown image format {path.suffix!r} (use one of {', '.join(_FORMATS)})")
+    if rgb.dim() != 3 or rgb.shape[0] not in (1, 3):
+        raise ValueError(f"rgb must be (3, H, W) or (1, H, W), got {tuple(rgb.shape)}")
+    colour = rgb.detach().to("cpu", torch.float32)
+    if grayscale and colour.shape[0] == 3:
+        colour = colour.mean(dim=0, keepdim=True)
+    elif not grayscale and colour.shape[0] == 1:
+        colour = colour.expand(3, -1, -1)
+    planes = colour if alpha is None else torch.cat([colour, alpha.detach().to("cpu", torch.float32)], dim=0)
+    if alpha is not None and fmt in ("JPEG", "BMP"):
+        raise ImageWriteError(path, f"{fmt} cannot store an alpha channel (write PNG, TIFF or WEBP)")
+    if bit_depth == 16 and fmt not in ("PNG", "TIFF"):
+        raise ImageWriteError(path, f"{fmt} cannot store 16-bit samples (write PNG)")
+    if bit_depth == 16 and fmt == "TIFF" and planes.shape[0] != 1:
+        raise ImageWriteError(path, "16-bit colour TIFF is not supported (write PNG)")
+    array = _quantize(planes, bit_depth)
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir():
+        raise ImageWriteError(path, f"folder {folder} does not exist")
+    try:
+        handle = tempfile.NamedTemporaryFile(dir=folder, prefix=f".{path.name}.", suffix=".part", delete=False)
+    except OSError as exc:
+        raise ImageWriteError(path, f"cannot write to folder {folder} ({exc.strerror or exc})") from None
+    tmp = Path(handle.name)
+    try:
+        with handle:
+            if bit_depth == 16 and fmt == "PNG" and array.shape[2] != 1:
+                _write_png16(handle, array)
+            else:
+                squeezed = array[:, :, 0] if array.shape[2] == 1 else array
+                image = Image.fromarray(squeezed)
+                options = {"quality": quality} if fmt in ("JPEG", "WEBP") else {}
+                image.save(handle, format=fmt, **options)
+        os.chmod(tmp, 0o666 & ~_current_umask())  # mkstemp makes 0600 files; give the usual mode
+        os.replace(tmp, path)
+    except BaseException as exc:
+        tmp.unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise ImageWriteError(path, f"cannot write ({exc.strerror or exc})") from None
+        raise
+    return path
+
+
+@dataclass
+class ImageList:
+    """Image files found in the inputs, and the inputs skipped with a one-line reason each."""
+
+    files: list[Path] = field(default_factory=list)
+    skipped: list[tuple[Path, str]] = field(default_factory=list)
+
+
+def is_image_name(path: str | os.PathLike) -> bool:
+    """True when the file name has one of the image extensions dualsr reads."""
+    return Path(path).suffix.lower() in IMAGE_EXTENSIONS
+
+
+def _folder_images(folder: Path, found: ImageList) -> None:
+    for entry in sorted(folder.iterdir()):
+        if entry.name.startswith("."):
+            continue  # hidden files, including our own temporary .part files
+        if entry.is_dir():
+            continue
+        if is_image_name(entry):
+            found.files.append(entry)
+        else:
+            found.skipped.append((entry, "not an image file (unknown extension), skipped"))
+
+
+def list_images(inputs: Iterable[str | os.PathLike]) -> ImageList:
+    """Expand files, folders (not recursively) and glob patterns into image files, sorted per input."""
+    found = ImageList()
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            _folder_images(path, found)
+        elif path.is_file() or path.is_symlink():
+            if is_image_name(path):
+                found.files.append(path)
+            else:
+                found.skipped.append((path, "not an image file (unknown extension), skipped"))
+        elif glob.has_magic(str(item)):
+            matches = sorted(Path(m) for m in glob.glob(str(item)))
+            files = [m for m in matches if m.is_file()]
+            if not files:
+                found.skipped.append((path, "pattern matches no files"))
+            for match in files:
+                if is_image_name(match):
+                    found.files.append(match)
+                else:
+                    found.skipped.append((match, "not an image file (unknown extension), skipped"))
+        else:
+            found.skipped.append((path, "no such file or folder"))
+    seen: set[Path] = set()
+    unique = []
+    for file in found.files:
+        key = file.resolve()
+        if key not in seen:
+            seen.add(key)
+            unique.append(file)
+    found.files = unique
+    return found
+
+
+__all__ = ["IMAGE_EXTENSIONS", "ImageList", "ImageReadError", "ImageWriteError", "LoadedImage", "is_image_name",
+           "list_images", "read_image", "write_image"]
