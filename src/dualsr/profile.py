@@ -1,0 +1,99 @@
+"""Parameters and multiply-accumulates (MACs) of a model, as SR papers count them.
+
+Convention (reproduces the DRN paper's 109.9 / 224.8 / 198.0 / 366.5 G at LR 96x96): every
+Conv2d / ConvTranspose2d / Linear output element costs (C_in / groups) * k_h * k_w MACs plus one
+for its bias, when it has one. Everything else is free: bicubic upsampling, PixelShuffle,
+activations, pooling, the channel-attention gate product and residual additions. The MeanShift
+1x1 convs and the channel-attention 1x1 convs are convs and are counted (they are a rounding
+error: together about 0.01 G for DRN-S x4).
+
+MACs are counted with forward hooks on a meta-device copy of the model, so even DRN-L x8 at
+a 1280x720 output costs no real compute or memory.
+"""
+from __future__ import annotations
+
+import copy
+from typing import Iterable
+
+import torch
+from torch import nn
+
+_COUNTED = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose2d, nn.Linear)
+
+
+def count_parameters(module: nn.Module | Iterable[nn.Module], trainable_only: bool = False) -> int:
+    """Number of parameter elements (shared parameters once); accepts a module or a list of them."""
+    modules = [module] if isinstance(module, nn.Module) else list(module)
+    seen: set[int] = set()
+    total = 0
+    for m in modules:
+        for p in m.parameters():
+            if id(p) in seen or (trainable_only and not p.requires_grad):
+                continue
+            seen.add(id(p))
+            total += p.numel()
+    return total
+
+
+def _layer_macs(layer: nn.Module, output: torch.Tensor) -> int:
+    if isinstance(layer, nn.Linear):
+        per_output = layer.in_features
+    elif isinstance(layer, nn.ConvTranspose2d):
+        # each input element is multiplied into C_out/groups * k*k outputs: count per input instead
+        per_output = layer.out_channels // layer.groups * int(torch.tensor(layer.kernel_size).prod())
+        per_output = per_output * layer.in_channels // max(1, layer.out_channels)
+    else:
+        per_output = layer.in_channels // layer.groups * int(torch.tensor(layer.kernel_size).prod())
+    if layer.bias is not None:
+        per_output += 1  # the paper counts the bias add as one MAC per output element
+    return per_output * output.numel()
+
+
+def count_macs(
+    model: nn.Module,
+    lr_size: tuple[int, int] = (96, 96),
+    batch: int = 1,
+    in_channels: int = 3,
+    per_layer: bool = False,
+) -> int | tuple[int, dict[str, int]]:
+    """MACs of one forward pass on a `batch` x `in_channels` x `lr_size` (h, w) input.
+
+    With per_layer=True also returns {module name: MACs}. Runs on a meta-device copy: no compute.
+    """
+    meta_model = copy.deepcopy(model).to("meta") if _has_real_tensors(model) else model
+    per_name: dict[str, int] = {}
+    handles = []
+    for name, layer in meta_model.named_modules():
+        if isinstance(layer, _COUNTED):
+            def hook(mod, _inputs, output, name=name):
+                per_name[name] = per_name.get(name, 0) + _layer_macs(mod, output)
+            handles.append(layer.register_forward_hook(hook))
+    try:
+        with torch.no_grad():
+            meta_model(torch.empty(batch, in_channels, *lr_size, device="meta"))
+    finally:
+        for h in handles:
+            h.remove()
+    total = sum(per_name.values())
+    return (total, per_name) if per_layer else total
+
+
+def _has_real_tensors(model: nn.Module) -> bool:
+    return any(t.device.type != "meta" for t in list(model.parameters()) + list(model.buffers()))
+
+
+def dual_input_sizes(n_duals: int, scale: int, lr_size: tuple[int, int]) -> list[tuple[int, int]]:
+    """Input size of each dual model when the primal runs on `lr_size`.
+
+    With one dual per x2 step (DRN), dual k reads the output at 2^(k+1) x; a single dual reads SR.
+    """
+    h, w = lr_size
+    if n_duals == 1:
+        return [(h * scale, w * scale)]
+    return [(h * 2 ** (k + 1), w * 2 ** (k + 1)) for k in range(n_duals)]
+
+
+def count_dual_macs(duals: nn.ModuleList, scale: int, lr_size: tuple[int, int] = (96, 96)) -> int:
+    """MACs of all dual models for one primal forward on `lr_size` (same convention as count_macs)."""
+    sizes = dual_input_sizes(len(duals), scale, lr_size)
+    return sum(count_macs(d, size) for d, size in zip(duals, sizes))
