@@ -105,13 +105,13 @@ def test_dual_list_of_other_scale_is_refused():
 
 
 def test_safetensors_round_trip_keeps_weights_and_width_config(tmp_path):
-    widths = full_widths(4, 4, 8)
+    widths = full_widths(4, 2, 8)
     widths[0] = 4
-    model = create_model("drn-t", 4, widths=widths)
+    model = create_model("drn-t", 4, n_blocks=2, widths=widths)
     path = save_weights(model, tmp_path / "sub" / "pruned.safetensors", metadata={"iteration": 7})
     assert read_metadata(path)["iteration"] == "7" and read_metadata(path)["model"] == "drn-t"
     assert [p.name for p in path.parent.iterdir()] == ["pruned.safetensors"]  # no temp file left
-    rebuilt = build_for_weights("drn-t", 4, path)  # width config comes from the file
+    rebuilt = build_for_weights("drn-t", 4, path)  # n_blocks and widths come from the file
     x = torch.rand(1, 3, 5, 4) * 255
     assert torch.equal(rebuilt(x)[-1], model(x)[-1])
     duals = create_dual(model, 4)

@@ -241,15 +241,17 @@ def build_for_weights(name: str, scale: int, weights: Source | None = None,
                       widths: list[int] | None = None, strict: bool = True, **kw) -> nn.Module:
     """Build model `name` at `scale` and load `weights` into it (strictly by default).
 
-    A pruned model is a width config plus a state dict: `widths` (e.g. from a DRC width file)
-    sets the config, else a safetensors file's stored config is used when it has one.
+    A pruned model is a width config plus a state dict: a safetensors file written by dualsr
+    stores its constructor config (n_blocks, n_feats, widths, ...), which is used; explicit
+    `widths` (e.g. from a DRC width file) and `kw` override it.
     """
     from dualsr.models import create_model
 
-    if widths is None and isinstance(weights, (str, os.PathLike)):
-        config = read_metadata(weights).get("config")
-        if config:
-            widths = json.loads(config).get("widths")
+    if isinstance(weights, (str, os.PathLike)):
+        stored = read_metadata(weights).get("config")
+        if stored:
+            config = {k: v for k, v in json.loads(stored).items() if k != "scale" and v is not None}
+            kw = {**config, **kw}
     if widths is not None:
         kw["widths"] = list(widths)
     try:
