@@ -57,6 +57,7 @@ class LoadedImage:
     mode: Pillow's mode of the file as opened ("L", "P", "RGBA", "I;16", "CMYK", ...).
     bit_depth: 8, or 16 for 16-bit grayscale files (values still on the 0-255 scale).
     warnings: one-line notes about lossy reads (e.g. 16-bit colour PNG read as 8-bit).
+    grayscale: the file had one colour channel (rgb holds three equal copies).
     """
 
     path: Path
@@ -65,11 +66,11 @@ class LoadedImage:
     mode: str
     bit_depth: int = 8
     warnings: list[str] = field(default_factory=list)
+    grayscale: bool | None = None  # one colour channel in the file (write gray back); from mode if None
 
-    @property
-    def grayscale(self) -> bool:
-        """True when the file had a single colour channel (the writer should write gray back)."""
-        return self.mode in _GRAY_MODES
+    def __post_init__(self) -> None:
+        if self.grayscale is None:
+            self.grayscale = self.mode in _GRAY_MODES
 
     @property
     def height(self) -> int:
@@ -80,8 +81,8 @@ class LoadedImage:
         return int(self.rgb.shape[-1])
 
 
-def _open_decoded(path: Path) -> tuple[Image.Image, str, list[str]]:
-    """Open, fully decode and orient `path`; return the image, its original mode and warnings."""
+def _open_decoded(path: Path) -> tuple[Image.Image, str, str, list[str]]:
+    """Open, fully decode and orient `path`; return the image, original mode, raw mode, warnings."""
     if not path.exists():
         raise ImageReadError(path, "no such file")
     if path.is_dir():
@@ -112,8 +113,9 @@ def _open_decoded(path: Path) -> tuple[Image.Image, str, list[str]]:
         raise ImageReadError(path, f"truncated or corrupt image ({reason})") from None
     if ";16" in rawmode and mode in ("RGB", "RGBA", "LA"):
         # Pillow has no 16-bit multi-channel mode: it keeps the high byte of each sample.
-        warnings.append(f"{path}: 16-bit {mode} image read as 8-bit (Pillow has no 16-bit colour mode)")
-    return image, mode, warnings
+        kind = "gray+alpha" if rawmode.startswith("LA") else mode
+        warnings.append(f"{path}: 16-bit {kind} image read as 8-bit (Pillow has no 16-bit multi-channel mode)")
+    return image, mode, rawmode, warnings
 
 
 def _to_tensor(array: np.ndarray) -> torch.Tensor:
@@ -126,8 +128,10 @@ def _to_tensor(array: np.ndarray) -> torch.Tensor:
 def read_image(path: str | os.PathLike) -> LoadedImage:
     """Decode an image file into a `LoadedImage`; raise `ImageReadError` with a one-line reason."""
     path = Path(path)
-    image, mode, warnings = _open_decoded(path)
+    image, mode, rawmode, warnings = _open_decoded(path)
     bit_depth, alpha = 8, None
+    # Pillow opens 16-bit gray+alpha PNGs as RGBA; keep them gray.
+    gray_alpha_16 = rawmode.startswith("LA;16")
     work_mode = image.mode
     if work_mode in _16BIT_GRAY_MODES or work_mode == "I":
         values = np.asarray(image, dtype=np.float64)
@@ -146,13 +150,16 @@ def read_image(path: str | os.PathLike) -> LoadedImage:
     elif work_mode in ("RGBA", "RGBa"):
         channels = _to_tensor(np.asarray(image.convert("RGBA")))
         rgb, alpha = channels[:3].contiguous(), channels[3:].clone()
+        if gray_alpha_16:
+            rgb = rgb[:1].expand(3, -1, -1).contiguous()
     elif work_mode in ("RGB", "RGBX", "P", "CMYK", "YCbCr", "LAB", "HSV"):
         rgb = _to_tensor(np.asarray(image.convert("RGB")))
     else:
         raise ImageReadError(path, f"unsupported image mode {work_mode!r}")
     if rgb.shape[-1] == 0 or rgb.shape[-2] == 0:
         raise ImageReadError(path, "image has no pixels")
-    return LoadedImage(path=path, rgb=rgb, alpha=alpha, mode=mode, bit_depth=bit_depth, warnings=warnings)
+    return LoadedImage(path=path, rgb=rgb, alpha=alpha, mode=mode, bit_depth=bit_depth, warnings=warnings,
+                       grayscale=True if gray_alpha_16 else None)
 
 
 def _quantize(values: torch.Tensor, bit_depth: int) -> np.ndarray:
@@ -199,13 +206,9 @@ def write_image(
 ) -> Path:
     """Write a 0-255 (3, H, W) or (1, H, W) image atomically; raise `ImageWriteError` on failure.
 
-    grayscale writes the mean of the channels as one channel; alpha (1, H, W) is appended; 16-bit
-    is supported for PNG (any channels) and TIFF (grayscale only). The format follows the suffix.
+    grayscale writes the mean of the channels as one channel; alpha (1, H, W) is appended; the
+    samples are rounded to uint8, or to uint16 (x257) when bit_depth is 16.
     """
-    path = Path(path)
-    fmt = _FORMATS.get(path.suffix.lower())
-    if fmt is None:
-        raise ImageWriteError(path, f"unknown image format {path.suffix!r} (use one of {', '.join(_FORMATS)})")
     if rgb.dim() != 3 or rgb.shape[0] not in (1, 3):
         raise ValueError(f"rgb must be (3, H, W) or (1, H, W), got {tuple(rgb.shape)}")
     colour = rgb.detach().to("cpu", torch.float32)
@@ -214,13 +217,34 @@ def write_image(
     elif not grayscale and colour.shape[0] == 1:
         colour = colour.expand(3, -1, -1)
     planes = colour if alpha is None else torch.cat([colour, alpha.detach().to("cpu", torch.float32)], dim=0)
-    if alpha is not None and fmt in ("JPEG", "BMP"):
+    return write_array(path, _quantize(planes, bit_depth), quality=quality)
+
+
+def write_array(path: str | os.PathLike, array: np.ndarray, quality: int = 95) -> Path:
+    """Write an (H, W) or (H, W, C) uint8/uint16 array (C = 1 gray, 2 gray+alpha, 3 RGB, 4 RGBA) atomically.
+
+    The format follows the suffix. 16-bit is supported for PNG (any channels) and TIFF (gray).
+    The file is encoded under a hidden temporary name in the same folder and renamed at the end,
+    so an error or interrupt never leaves a partial file; raises `ImageWriteError` on failure.
+    """
+    path = Path(path)
+    fmt = _FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        raise ImageWriteError(path, f"unknown image format {path.suffix!r} (use one of {', '.join(_FORMATS)})")
+    array = np.asarray(array)
+    if array.ndim == 2:
+        array = array[:, :, None]
+    if array.ndim != 3 or not 1 <= array.shape[2] <= 4:
+        raise ValueError(f"array must be (H, W) or (H, W, C) with C in 1..4, got shape {array.shape}")
+    if array.dtype not in (np.uint8, np.uint16):
+        raise ValueError(f"array must be uint8 or uint16, got {array.dtype}")
+    channels, sixteen = array.shape[2], array.dtype == np.uint16
+    if channels in (2, 4) and fmt in ("JPEG", "BMP"):
         raise ImageWriteError(path, f"{fmt} cannot store an alpha channel (write PNG, TIFF or WEBP)")
-    if bit_depth == 16 and fmt not in ("PNG", "TIFF"):
+    if sixteen and fmt not in ("PNG", "TIFF"):
         raise ImageWriteError(path, f"{fmt} cannot store 16-bit samples (write PNG)")
-    if bit_depth == 16 and fmt == "TIFF" and planes.shape[0] != 1:
+    if sixteen and fmt == "TIFF" and channels != 1:
         raise ImageWriteError(path, "16-bit colour TIFF is not supported (write PNG)")
-    array = _quantize(planes, bit_depth)
     folder = path.parent if str(path.parent) else Path(".")
     if not folder.is_dir():
         raise ImageWriteError(path, f"folder {folder} does not exist")
@@ -231,11 +255,10 @@ def write_image(
     tmp = Path(handle.name)
     try:
         with handle:
-            if bit_depth == 16 and fmt == "PNG" and array.shape[2] != 1:
+            if sixteen and fmt == "PNG" and channels != 1:
                 _write_png16(handle, array)
             else:
-                squeezed = array[:, :, 0] if array.shape[2] == 1 else array
-                image = Image.fromarray(squeezed)
+                image = Image.fromarray(np.ascontiguousarray(array[:, :, 0] if channels == 1 else array))
                 options = {"quality": quality} if fmt in ("JPEG", "WEBP") else {}
                 image.save(handle, format=fmt, **options)
         os.chmod(tmp, 0o666 & ~_current_umask())  # mkstemp makes 0600 files; give the usual mode
@@ -309,4 +332,4 @@ def list_images(inputs: Iterable[str | os.PathLike]) -> ImageList:
 
 
 __all__ = ["IMAGE_EXTENSIONS", "ImageList", "ImageReadError", "ImageWriteError", "LoadedImage", "is_image_name",
-           "list_images", "read_image", "write_image"]
+           "list_images", "read_image", "write_array", "write_image"]
