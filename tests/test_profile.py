@@ -30,6 +30,12 @@ def test_macs_count_conv_multiply_adds_plus_bias_adds_only():
     assert macs == conv1 + conv2 + linear
 
 
+def test_transposed_conv_counts_each_input_scattered_over_its_kernel():
+    layer = nn.ConvTranspose2d(4, 6, 3, stride=2, bias=True)
+    out_elements = 6 * 11 * 11  # (5 - 1) * 2 + 3 = 11
+    assert count_macs(layer, (5, 5), in_channels=4) == 5 * 5 * 4 * 6 * 9 + out_elements
+
+
 def test_macs_grow_linearly_with_pixels_except_channel_attention():
     model = create_model("drn-t", 4)
     before = {k: v.clone() for k, v in model.state_dict().items()}

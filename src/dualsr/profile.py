@@ -13,6 +13,7 @@ a 1280x720 output costs no real compute or memory.
 from __future__ import annotations
 
 import copy
+import math
 from typing import Iterable
 
 import torch
@@ -35,18 +36,15 @@ def count_parameters(module: nn.Module | Iterable[nn.Module], trainable_only: bo
     return total
 
 
-def _layer_macs(layer: nn.Module, output: torch.Tensor) -> int:
+def _layer_macs(layer: nn.Module, inp: torch.Tensor, output: torch.Tensor) -> int:
+    bias = output.numel() if layer.bias is not None else 0  # one add per output element
+    kernel = math.prod(getattr(layer, "kernel_size", (1,)))
     if isinstance(layer, nn.Linear):
-        per_output = layer.in_features
-    elif isinstance(layer, nn.ConvTranspose2d):
-        # each input element is multiplied into C_out/groups * k*k outputs: count per input instead
-        per_output = layer.out_channels // layer.groups * int(torch.tensor(layer.kernel_size).prod())
-        per_output = per_output * layer.in_channels // max(1, layer.out_channels)
-    else:
-        per_output = layer.in_channels // layer.groups * int(torch.tensor(layer.kernel_size).prod())
-    if layer.bias is not None:
-        per_output += 1  # the paper counts the bias add as one MAC per output element
-    return per_output * output.numel()
+        return layer.in_features * output.numel() + bias
+    if isinstance(layer, nn.ConvTranspose2d):
+        # every input element is scattered into C_out/groups * k*k outputs
+        return inp.numel() * layer.out_channels // layer.groups * kernel + bias
+    return layer.in_channels // layer.groups * kernel * output.numel() + bias
 
 
 def count_macs(
@@ -66,7 +64,7 @@ def count_macs(
     for name, layer in meta_model.named_modules():
         if isinstance(layer, _COUNTED):
             def hook(mod, _inputs, output, name=name):
-                per_name[name] = per_name.get(name, 0) + _layer_macs(mod, output)
+                per_name[name] = per_name.get(name, 0) + _layer_macs(mod, _inputs[0], output)
             handles.append(layer.register_forward_hook(hook))
     try:
         with torch.no_grad():
