@@ -1,0 +1,37 @@
+"""`dualsr train -c CONFIG [key=value ...]`: train a model with dual regression.
+
+Runs as one process, or under `torchrun --nproc_per_node N -m dualsr train ...` with
+DistributedDataParallel (gloo on CPU, nccl on GPU).
+"""
+from __future__ import annotations
+
+import argparse
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-c", "--config", "-opt", dest="config", required=True,
+                        help="YAML options file (see configs/)")
+    parser.add_argument("overrides", nargs="*", metavar="key=value",
+                        help="override options with dotted keys, e.g. train.total_iter=1000 network_g.n_feats=8")
+    parser.add_argument("--resume", nargs="?", const="auto", default=None, metavar="STATE",
+                        help="continue from a training state file, or (no value) from the latest one of this experiment")
+    parser.add_argument("--name", default=None, help="experiment name (overrides the config's `name`)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from dualsr.cli import CommandError
+    from dualsr.config import ConfigError, load_config
+
+    overrides = list(args.overrides)
+    if args.name:
+        overrides.append(f"name={args.name}")
+    try:
+        config = load_config(args.config, overrides)
+        from dualsr.train.trainer import train
+
+        summary = train(config, resume=args.resume)
+    except (ConfigError, FileNotFoundError) as exc:
+        raise CommandError(str(exc)) from None
+    print(f"finished at iteration {summary['iteration']}; best validation PSNR "
+          f"{summary['best_psnr']:.3f} dB (iteration {summary['best_iter']}); outputs in {summary['root']}")
+    return 0

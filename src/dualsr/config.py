@@ -1,0 +1,210 @@
+"""Training options: BasicSR-style YAML merged over a schema of defaults, plus `key=value` overrides.
+
+The schema below is the single list of known keys. A user file may only set keys that exist in
+it (an unknown key is an error that names it, so a typo never silently falls back to a default);
+the exceptions are the free-form mappings in `_FREE_FORM` (model constructor arguments), whose
+contents are passed through. Files are read with `yaml.safe_load`: no tags, no code, no globals.
+"""
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any, Iterable
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A bad option: unknown key, wrong type, or a malformed override."""
+
+
+# Every known option with its default. `None` means "unset" (any type is accepted then).
+DEFAULTS: dict[str, Any] = {
+    "name": None,  # experiment name -> experiments/<name>/
+    "scale": 4,
+    "seed": 0,
+    "device": "auto",  # auto | cpu | cuda
+    "network_g": {"type": "drn-s"},  # other keys are constructor kwargs of the model
+    "network_dual": {},  # kwargs of create_dual (e.g. n_feats for a single-output primal)
+    "path": {
+        "experiments_root": "experiments",
+        "pretrain_network_g": None,
+        "pretrain_network_dual": None,
+        "strict_load": True,
+    },
+    "datasets": {
+        "train": {
+            "dataroot": None,  # a folder or a list of folders of HR images (searched recursively)
+            "gt_size": 384,  # HR patch side; a multiple of scale
+            "batch_size": 32,  # total over all processes
+            "use_hflip": True,
+            "use_vflip": True,
+            "use_transpose": True,
+            "min_size": None,  # skip images smaller than this (default gt_size)
+        },
+        "val": {
+            "holdout_every": 30,  # every k-th image of the sorted list is held out for validation
+            "holdout_offset": 0,
+            "max_images": None,
+            "center_crop": None,  # HR side of a centre crop per image (bounds validation time)
+        },
+    },
+    "train": {
+        "total_iter": 1_000_000,
+        "max_minutes": None,  # stop cleanly (checkpoint + weights) after this wall time
+        "dual_weight": 0.1,  # lambda; 0 trains the no-dual baseline
+        "optim_g": {"type": "Adam", "lr": 1e-4, "betas": [0.9, 0.999], "eps": 1e-8, "weight_decay": 0.0},
+        "optim_dual": {},  # overrides of optim_g for every dual model (official: same as primal)
+        "scheduler": {"type": "CosineAnnealing", "eta_min": 1e-7, "warmup_iter": 0},
+        "resume": None,  # null | auto | path to a training state
+        "amp": None,  # null | bf16 | fp16
+        "channels_last": False,
+        "grad_clip": None,  # max global grad norm (off in the official recipe)
+    },
+    "val": {
+        "val_freq": 5000,
+        "crop_border": None,  # default: scale
+        "save_best": True,
+    },
+    "logger": {
+        "print_freq": 100,
+        "save_checkpoint_freq": 5000,
+        "keep_checkpoints": 3,  # numbered weights/states kept on disk (latest and best always kept)
+        "use_tb_logger": False,
+        "progress_bar": True,
+    },
+}
+
+# Mappings whose keys are not checked (constructor arguments are the model's business).
+_FREE_FORM = {("network_g",), ("network_dual",), ("train", "optim_g"), ("train", "optim_dual"),
+              ("train", "scheduler")}
+
+
+def _merge(base: dict, update: dict, path: tuple[str, ...] = ()) -> dict:
+    out = copy.deepcopy(base)
+    for key, value in update.items():
+        here = path + (str(key),)
+        dotted = ".".join(here)
+        if key not in base:
+            known = ", ".join(sorted(base))
+            raise ConfigError(f"unknown option {dotted!r} (known at this level: {known})")
+        default = base[key]
+        if isinstance(default, dict):
+            if value is None:
+                value = {}
+            if not isinstance(value, dict):
+                raise ConfigError(f"option {dotted!r} must be a mapping, got {type(value).__name__}")
+            out[key] = _merge(default, value, here) if here not in _FREE_FORM else {**default, **value}
+        else:
+            out[key] = _check_type(dotted, default, value)
+    return out
+
+
+def _check_type(dotted: str, default: Any, value: Any) -> Any:
+    if default is None or value is None:
+        return copy.deepcopy(value)
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise ConfigError(f"option {dotted!r} must be true/false, got {value!r}")
+        return value
+    if isinstance(default, int) and not isinstance(default, bool):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value:
+            raise ConfigError(f"option {dotted!r} must be an integer, got {value!r}")
+        return int(value)
+    if isinstance(default, float):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"option {dotted!r} must be a number, got {value!r}")
+        return float(value)
+    if isinstance(default, str) and not isinstance(value, str):
+        raise ConfigError(f"option {dotted!r} must be a string, got {value!r}")
+    if isinstance(default, list) and not isinstance(value, list):
+        raise ConfigError(f"option {dotted!r} must be a list, got {value!r}")
+    return copy.deepcopy(value)
+
+
+def parse_override(item: str) -> tuple[list[str], Any]:
+    """Split `a.b.c=value` into (["a","b","c"], value parsed as a YAML scalar or flow value)."""
+    if "=" not in item:
+        raise ConfigError(f"override {item!r} is not of the form key=value")
+    key, raw = item.split("=", 1)
+    key = key.strip()
+    if not key or any(not part for part in key.split(".")):
+        raise ConfigError(f"override {item!r} has an empty key")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"override {item!r}: value is not valid YAML ({exc.problem})") from None
+    return key.split("."), value
+
+
+def _nest(keys: list[str], value: Any) -> dict:
+    out: Any = value
+    for key in reversed(keys):
+        out = {key: out}
+    return out
+
+
+# YAML parses 1e-4 (no dot) as a string; accept it as the number a user meant.
+def _fix_floats(node: Any) -> Any:
+    if isinstance(node, dict):
+        return {k: _fix_floats(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_fix_floats(v) for v in node]
+    if isinstance(node, str):
+        try:
+            if any(c in node for c in "eE") and node.strip()[0] in "0123456789.-+":
+                return float(node)
+        except ValueError:
+            return node
+    return node
+
+
+def resolve(user: dict | None = None, overrides: Iterable[str] = ()) -> dict:
+    """Defaults <- user mapping <- overrides; raises ConfigError naming any unknown key."""
+    config = _merge(DEFAULTS, _fix_floats(user or {}))
+    for item in overrides:
+        keys, value = parse_override(item)
+        config = _merge(config, _fix_floats(_nest(keys, value)))
+    return finalize(config)
+
+
+def finalize(config: dict) -> dict:
+    """Fill derived defaults and check cross-field constraints."""
+    scale = config["scale"]
+    train_ds = config["datasets"]["train"]
+    if train_ds["gt_size"] % scale:
+        raise ConfigError(f"datasets.train.gt_size={train_ds['gt_size']} is not a multiple of scale {scale}")
+    if config["val"]["crop_border"] is None:
+        config["val"]["crop_border"] = scale
+    if config["train"]["amp"] not in (None, "bf16", "fp16"):
+        raise ConfigError(f"train.amp must be null, bf16 or fp16, got {config['train']['amp']!r}")
+    if "type" not in config["network_g"]:
+        raise ConfigError("network_g.type is required (e.g. drn-s)")
+    return config
+
+
+def load_config(path: str | Path | None, overrides: Iterable[str] = ()) -> dict:
+    """Read a YAML file (safe_load) and resolve it with `key=value` overrides."""
+    user: dict = {}
+    if path is not None:
+        path = Path(path)
+        try:
+            text = path.read_text()
+        except OSError as exc:
+            raise ConfigError(f"{path}: cannot read config ({exc.strerror})") from None
+        try:
+            user = yaml.safe_load(text) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: not valid YAML ({exc})") from None
+        if not isinstance(user, dict):
+            raise ConfigError(f"{path}: top level must be a mapping")
+        try:
+            return resolve(user, overrides)
+        except ConfigError as exc:
+            raise ConfigError(f"{path}: {exc}") from None
+    return resolve(user, overrides)
+
+
+def dump_config(config: dict) -> str:
+    """The resolved config as YAML text (saved beside checkpoints)."""
+    return yaml.safe_dump(config, sort_keys=False)

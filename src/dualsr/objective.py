@@ -1,0 +1,115 @@
+"""The dual-regression objective (DRN, Guo et al. CVPR 2020), written once for any primal model.
+
+Given the primal outputs sr[0..P] (DRN returns [LR-size, 2x, ..., s x]; a single-output model
+returns only the SR image, P = 0 in that list) and the pyramid [LR_s, LR_{s/2}, ..., LR_2, HR]:
+
+    L_primal = L1(sr[P], HR) + sum_{i<P} L1(sr[i], pyramid image of the same size)
+    L_dual   = sum_k L1(dual_k(sr[k + P + 1 - K]), pyramid image of the dual output's size)
+    L        = L_primal + lambda * L_dual                      (lambda = 0.1 in the paper)
+
+with K dual models; dual k reads output k + P + 1 - K, as the official `sr[k - K]`. For DRN,
+K = P: dual 0 maps the 2x output to the input LR and the last dual maps SR to LR_2. A
+single-output model has one dual, SR -> LR. L1 is the mean absolute error on the 0-255 scale and
+the SR outputs are not detached, so the dual term also trains the primal model.
+
+Unlabelled LR images (no HR) contribute through the closed loop only: the duals are chained
+from the SR output back down to the input size and compared with the LR itself.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def _as_list(outputs: torch.Tensor | Sequence[torch.Tensor]) -> list[torch.Tensor]:
+    return [outputs] if isinstance(outputs, torch.Tensor) else list(outputs)
+
+
+def _same_size(reference: torch.Tensor, pyramid: Sequence[torch.Tensor], what: str) -> torch.Tensor:
+    """The pyramid image with the spatial size of `reference` (an error names the mismatch)."""
+    size = tuple(reference.shape[-2:])
+    for image in pyramid:
+        if tuple(image.shape[-2:]) == size:
+            return image
+    sizes = ", ".join("x".join(map(str, im.shape[-2:])) for im in pyramid)
+    raise ValueError(f"{what} has size {'x'.join(map(str, size))}; no pyramid image matches (pyramid: {sizes})")
+
+
+def _l1(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    # the loss in float32 even under autocast: a mean over many 0-255 values loses bits in half
+    return F.l1_loss(prediction.float(), target.float())
+
+
+def primal_loss(outputs: torch.Tensor | Sequence[torch.Tensor], pyramid: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Multi-scale L1: the SR output against HR plus every intermediate output against its level."""
+    outputs = _as_list(outputs)
+    total = _l1(outputs[-1], pyramid[-1])
+    for i, out in enumerate(outputs[:-1]):
+        total = total + _l1(out, _same_size(out, pyramid[:-1], f"output {i}"))
+    return total
+
+
+def _dual_inputs(outputs: list[torch.Tensor], n_duals: int) -> list[torch.Tensor]:
+    if n_duals > len(outputs):
+        raise ValueError(f"{n_duals} dual models but the primal gave only {len(outputs)} outputs")
+    return outputs[len(outputs) - n_duals:]
+
+
+def dual_loss(outputs: torch.Tensor | Sequence[torch.Tensor], pyramid: Sequence[torch.Tensor],
+              duals: Sequence[nn.Module]) -> torch.Tensor:
+    """Sum over dual models of L1(dual_k(its primal output), the pyramid image of that size)."""
+    outputs = _as_list(outputs)
+    total = outputs[-1].new_zeros((), dtype=torch.float32)
+    for k, (dual, source) in enumerate(zip(duals, _dual_inputs(outputs, len(duals)))):
+        down = dual(source)
+        total = total + _l1(down, _same_size(down, pyramid, f"dual {k} output"))
+    return total
+
+
+def closed_loop_loss(outputs: torch.Tensor | Sequence[torch.Tensor], lr: torch.Tensor,
+                     duals: Sequence[nn.Module]) -> torch.Tensor:
+    """Unpaired term: SR mapped back through all duals in turn must reproduce the LR input."""
+    x = _as_list(outputs)[-1]
+    for dual in reversed(list(duals)):
+        x = dual(x)
+    if x.shape[-2:] != lr.shape[-2:]:
+        raise ValueError(f"chained duals give {tuple(x.shape[-2:])}, the LR input is {tuple(lr.shape[-2:])}")
+    return _l1(x, lr)
+
+
+def dual_regression_loss(
+    outputs: torch.Tensor | Sequence[torch.Tensor],
+    pyramid: Sequence[torch.Tensor],
+    duals: Sequence[nn.Module] | None,
+    dual_weight: float = 0.1,
+    unpaired: tuple[torch.Tensor | Sequence[torch.Tensor], torch.Tensor] | None = None,
+) -> dict[str, torch.Tensor]:
+    """L = L_primal + dual_weight * L_dual; returns {"total", "primal", "dual"} (+ "unpaired").
+
+    outputs: the primal model's output(s) for pyramid[0]. pyramid: [LR_s, ..., LR_2, HR] for a
+    paired batch, or [LR] alone for an unlabelled batch (then only the closed-loop dual term).
+    unpaired: optionally (outputs_u, lr_u) of an extra unlabelled batch, whose closed-loop term is
+    added to the dual term. dual_weight = 0 (or duals None/empty) is the no-dual baseline.
+    """
+    pyramid = list(pyramid)
+    duals = list(duals or [])
+    use_dual = dual_weight != 0 and len(duals) > 0
+    if len(pyramid) == 1:
+        if not use_dual:
+            raise ValueError("an unlabelled batch (pyramid [LR] only) needs dual models and dual_weight != 0")
+        primal = _as_list(outputs)[-1].new_zeros((), dtype=torch.float32)
+        dual = closed_loop_loss(outputs, pyramid[0], duals)
+    else:
+        primal = primal_loss(outputs, pyramid)
+        dual = dual_loss(outputs, pyramid, duals) if use_dual else primal.new_zeros(())
+    result = {"primal": primal, "dual": dual}
+    if unpaired is not None and use_dual:
+        extra = closed_loop_loss(unpaired[0], unpaired[1], duals)
+        result["unpaired"] = extra
+        dual = dual + extra
+        result["dual"] = dual
+    result["total"] = primal + dual_weight * dual if use_dual else primal
+    return result

@@ -1,0 +1,506 @@
+"""The training loop: primal + dual models, dual-regression objective, checkpoints, exact resume.
+
+Layout of a run (BasicSR's): experiments/<name>/
+    config.yaml                      the resolved options
+    train.log                        the log (rank 0 only)
+    models/net_g_<iter>.safetensors  primal weights; net_dual_<iter> the duals ('0.*', '1.*', ...)
+    models/net_g_latest, net_g_best  latest and best-on-validation weights (+ duals)
+    training_states/<iter>.state     everything `resume` needs (see train/state.py)
+
+Exactness of resume: the learning rate is a closed-form function of the iteration, a batch is a
+pure function of (seed, rank, iteration) and the training state holds every optimizer, scheduler
+and RNG state, so N iterations straight equal N/2 + kill + resume bit for bit on the CPU.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from dualsr.config import ConfigError, dump_config
+from dualsr.data.datasets import (
+    PatchSampler, build_pyramid_cache, find_images, split_holdout, validation_pairs,
+)
+from dualsr.objective import dual_regression_loss
+from dualsr.train import distributed as D
+from dualsr.train.state import capture_rng, latest_state, list_states, load_state, restore_rng, save_state
+
+log = logging.getLogger("dualsr.train")
+
+# Test hook: exit abruptly (no cleanup, no checkpoint) after this iteration, as a killed job would.
+_DEBUG_EXIT_ENV = "DUALSR_DEBUG_EXIT_AT_ITER"
+
+
+class CosineSchedule:
+    """Cosine annealing from the optimizer's base lr to eta_min over `total` iterations, optional warmup.
+
+    Closed form in the iteration (unlike torch's recursive CosineAnnealingLR), so a resumed run and
+    a run whose total length changed compute the same rates without accumulated rounding.
+    """
+
+    def __init__(self, optimizer: torch.optim.Optimizer, total: int, eta_min: float = 1e-7, warmup: int = 0):
+        self.optimizer = optimizer
+        self.total = max(1, int(total))
+        self.eta_min = float(eta_min)
+        self.warmup = int(warmup)
+        self.base_lrs = [g["lr"] for g in optimizer.param_groups]
+        self.iteration = 0
+
+    def rate(self, base: float, iteration: int) -> float:
+        """Learning rate used for the update of (1-based) `iteration`."""
+        t = iteration - 1
+        if self.warmup and t < self.warmup:
+            return base * (t + 1) / self.warmup
+        progress = min(1.0, max(0.0, t / self.total))
+        return self.eta_min + (base - self.eta_min) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+    def set_iteration(self, iteration: int) -> float:
+        """Set the rates for `iteration`; returns the first group's rate."""
+        self.iteration = iteration
+        for group, base in zip(self.optimizer.param_groups, self.base_lrs):
+            group["lr"] = self.rate(base, iteration)
+        return self.optimizer.param_groups[0]["lr"]
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"total": self.total, "eta_min": self.eta_min, "warmup": self.warmup,
+                "base_lrs": list(self.base_lrs), "iteration": self.iteration}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.base_lrs = list(state["base_lrs"])
+        self.iteration = int(state["iteration"])
+
+
+class PrimalDualStep(nn.Module):
+    """Primal model + its duals as one module whose forward returns the objective's terms.
+
+    One module so that DistributedDataParallel averages the gradients of both in one pass.
+    """
+
+    def __init__(self, primal: nn.Module, duals: nn.ModuleList | None, dual_weight: float):
+        super().__init__()
+        self.primal = primal
+        self.duals = duals
+        self.dual_weight = dual_weight
+
+    def forward(self, pyramid: list[torch.Tensor]) -> dict[str, torch.Tensor]:
+        outputs = self.primal(pyramid[0])
+        return dual_regression_loss(outputs, pyramid, self.duals, self.dual_weight)
+
+
+def _save_weights(module: nn.Module, path: Path, metadata: dict | None = None) -> None:
+    from dualsr.checkpoint import save_weights
+
+    save_weights(module, path, metadata=metadata)
+
+
+def _psnr_y(sr: torch.Tensor, hr: torch.Tensor, crop_border: int) -> float:
+    from dualsr.metrics import psnr
+
+    return float(psnr(sr, hr, crop_border=crop_border, y_channel=True))
+
+
+def _make_optimizer(params, options: dict) -> torch.optim.Optimizer:
+    options = dict(options)
+    kind = options.pop("type", "Adam")
+    if kind not in ("Adam", "AdamW"):
+        raise ConfigError(f"optimizer type {kind!r} is not supported (Adam, AdamW)")
+    cls = torch.optim.Adam if kind == "Adam" else torch.optim.AdamW
+    if "betas" in options:
+        options["betas"] = tuple(options["betas"])
+    return cls(params, **options)
+
+
+class Trainer:
+    """Builds everything from a resolved config and runs `fit()`."""
+
+    def __init__(self, config: dict, resume: str | None = None):
+        self.config = config
+        self.ctx = D.setup(config["device"])
+        self.is_main = self.ctx.is_main
+        tc = config["train"]
+        if config["name"] is None:
+            raise ConfigError("option 'name' is required (the experiment folder name)")
+        self.root = Path(config["path"]["experiments_root"]) / config["name"]
+        self.models_dir = self.root / "models"
+        self.states_dir = self.root / "training_states"
+        self.scale = int(config["scale"])
+        self.total_iter = int(tc["total_iter"])
+        self.dual_weight = float(tc["dual_weight"])
+        self.device = self.ctx.device
+        self._resume_path = self._find_resume(resume if resume is not None else tc["resume"])
+        self._setup_logging()
+
+        try:
+            state = load_state(self._resume_path) if self._resume_path else None
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+        self._build_data()
+        self._build_models()
+        self._build_optim()
+        self.start_iter = 0
+        self.best = {"psnr": -math.inf, "iter": 0}
+        if state is not None:
+            self._load(state)
+        else:
+            seed = int(config["seed"])
+            torch.manual_seed(seed * 1009 + self.ctx.rank)
+
+    # ----------------------------------------------------------------- setup
+    def _find_resume(self, resume: str | None) -> Path | None:
+        existing = latest_state(self.states_dir)
+        if resume in (None, "", False):
+            if existing is not None:
+                raise ConfigError(
+                    f"{self.root} already has training states (latest {existing.name}); "
+                    "pass --resume to continue it or choose another name")
+            return None
+        if resume == "auto":
+            return existing
+        return Path(resume)
+
+    def _setup_logging(self) -> None:
+        log.setLevel(logging.INFO)
+        log.propagate = False
+        for h in list(log.handlers):
+            log.removeHandler(h)
+        if not self.is_main:
+            log.addHandler(logging.NullHandler())
+            return
+        self.root.mkdir(parents=True, exist_ok=True)
+        fmt = logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%d %H:%M:%S")
+        fh = logging.FileHandler(self.root / "train.log")
+        fh.setFormatter(fmt)
+        log.addHandler(fh)
+        sh = _TqdmHandler()
+        sh.setFormatter(logging.Formatter("%(message)s"))
+        log.addHandler(sh)
+
+    def _build_data(self) -> None:
+        c = self.config
+        train_opt, val_opt = c["datasets"]["train"], c["datasets"]["val"]
+        if not train_opt["dataroot"]:
+            raise ConfigError("datasets.train.dataroot is required (a folder or a list of folders of HR images)")
+        files = find_images(train_opt["dataroot"])
+        train_files, val_files = split_holdout(files, int(val_opt["holdout_every"]), int(val_opt["holdout_offset"]))
+        t0 = time.time()
+        train_cache = build_pyramid_cache(train_files, self.scale)
+        val_cache = build_pyramid_cache(val_files, self.scale)
+        self.sampler = PatchSampler(
+            train_cache, self.scale, int(train_opt["gt_size"]), seed=int(c["seed"]),
+            hflip=train_opt["use_hflip"], vflip=train_opt["use_vflip"], transpose=train_opt["use_transpose"])
+        self.val_pairs = validation_pairs(val_cache, val_opt["center_crop"], self.scale, val_opt["max_images"])
+        batch = int(train_opt["batch_size"])
+        if batch % self.ctx.world_size:
+            raise ConfigError(f"datasets.train.batch_size={batch} is not divisible by {self.ctx.world_size} processes")
+        self.batch_per_rank = batch // self.ctx.world_size
+        log.info("data: %d training images (%d usable for %dpx patches), %d held out for validation; "
+                 "decoded in %.1fs", len(train_files), len(self.sampler), self.sampler.gt_size,
+                 len(self.val_pairs), time.time() - t0)
+
+    def _build_models(self) -> None:
+        from dualsr.models import create_dual, create_model
+
+        c = self.config
+        net_opt = dict(c["network_g"])
+        kind = net_opt.pop("type")
+        # identical initial weights on every rank (DDP would broadcast rank 0's anyway)
+        torch.manual_seed(int(c["seed"]))
+        self.model = create_model(kind, self.scale, **net_opt)
+        self.duals = create_dual(self.model, self.scale, **c["network_dual"]) if self.dual_weight else None
+        paths = c["path"]
+        if paths["pretrain_network_g"]:
+            from dualsr.checkpoint import load_weights
+
+            load_weights(self.model, paths["pretrain_network_g"], strict=paths["strict_load"])
+        if paths["pretrain_network_dual"] and self.duals is not None:
+            from dualsr.checkpoint import load_weights
+
+            load_weights(self.duals, paths["pretrain_network_dual"], strict=paths["strict_load"])
+        self.memory_format = torch.channels_last if c["train"]["channels_last"] else torch.contiguous_format
+        self.step_module = PrimalDualStep(self.model, self.duals, self.dual_weight).to(
+            self.device, memory_format=self.memory_format)
+        if self.ctx.distributed:
+            from torch.nn.parallel import DistributedDataParallel as DDP
+
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.ddp = DDP(self.step_module, device_ids=ids)
+        else:
+            self.ddp = self.step_module
+        n_g = sum(p.numel() for p in self.model.parameters())
+        n_d = sum(p.numel() for p in self.duals.parameters()) if self.duals is not None else 0
+        log.info("model %s x%d: %s primal parameters, %s dual parameters (%d duals), lambda=%g",
+                 kind, self.scale, f"{n_g:,}", f"{n_d:,}", len(self.duals or []), self.dual_weight)
+
+    def _build_optim(self) -> None:
+        tc = self.config["train"]
+        sched = dict(tc["scheduler"])
+        if sched.get("type", "CosineAnnealing") not in ("CosineAnnealing", "CosineAnnealingLR"):
+            raise ConfigError(f"scheduler type {sched['type']!r} is not supported (CosineAnnealing)")
+        eta_min, warmup = float(sched.get("eta_min", 1e-7)), int(sched.get("warmup_iter", 0))
+        period = int(sched.get("periods", self.total_iter))
+        self.optimizers = [_make_optimizer(self.model.parameters(), tc["optim_g"])]
+        dual_opt = {**tc["optim_g"], **tc["optim_dual"]}
+        for dual in self.duals or []:
+            self.optimizers.append(_make_optimizer(dual.parameters(), dual_opt))  # one per dual, as official
+        self.schedulers = [CosineSchedule(o, period, eta_min, warmup) for o in self.optimizers]
+        amp = tc["amp"]
+        self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp)
+        self.scaler = torch.amp.GradScaler(self.device.type) if amp == "fp16" else None
+
+    # ----------------------------------------------------------- checkpoints
+    def _load(self, state: dict) -> None:
+        self.step_module.primal.load_state_dict(state["models"]["g"])
+        if self.duals is not None:
+            if "dual" not in state["models"]:
+                raise ConfigError(f"{self._resume_path}: state has no dual models but dual_weight is {self.dual_weight}")
+            self.duals.load_state_dict(state["models"]["dual"])
+        if len(state["optimizers"]) != len(self.optimizers):
+            raise ConfigError(f"{self._resume_path}: state has {len(state['optimizers'])} optimizers, "
+                              f"this run has {len(self.optimizers)} (was dual_weight changed?)")
+        for opt, sd in zip(self.optimizers, state["optimizers"]):
+            opt.load_state_dict(sd)
+        for sch, sd in zip(self.schedulers, state["schedulers"]):
+            sch.load_state_dict(sd)
+        if self.scaler is not None and state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
+        self.start_iter = int(state["iteration"])
+        self.best = dict(state.get("best", self.best))
+        rngs = state.get("rng", [])
+        if len(rngs) == self.ctx.world_size:
+            restore_rng(rngs[self.ctx.rank])
+        else:  # world size changed: fresh per-rank streams (batches do not depend on them)
+            torch.manual_seed(int(self.config["seed"]) * 1009 + self.ctx.rank + 7919 * self.start_iter)
+        log.info("resumed from %s at iteration %d (saved by %d process(es), now %d)",
+                 self._resume_path, self.start_iter, state.get("world_size", 1), self.ctx.world_size)
+
+    def _state(self, iteration: int, rngs: list) -> dict:
+        return {
+            "iteration": iteration,
+            "world_size": self.ctx.world_size,
+            "models": {"g": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
+                       **({"dual": {k: v.detach().cpu() for k, v in self.duals.state_dict().items()}}
+                          if self.duals is not None else {})},
+            "optimizers": [o.state_dict() for o in self.optimizers],
+            "schedulers": [s.state_dict() for s in self.schedulers],
+            "scaler": self.scaler.state_dict() if self.scaler is not None else None,
+            "rng": rngs,
+            "best": dict(self.best),
+            "config": self.config,
+        }
+
+    def _weights_meta(self, iteration: int) -> dict:
+        return {"iteration": iteration, "scale": self.scale, "network_g": self.config["network_g"]}
+
+    def save_checkpoint(self, iteration: int) -> None:
+        """Weights (numbered + latest) and the training state; all ranks call, rank 0 writes."""
+        rngs = D.all_gather_objects(self.ctx, capture_rng())
+        if not self.is_main:
+            return
+        meta = self._weights_meta(iteration)
+        for tag in (str(iteration), "latest"):
+            _save_weights(self.model, self.models_dir / f"net_g_{tag}.safetensors", meta)
+            if self.duals is not None:
+                _save_weights(self.duals, self.models_dir / f"net_dual_{tag}.safetensors", meta)
+        save_state(self._state(iteration, rngs), self.states_dir / f"{iteration}.state")
+        self._prune_old(int(self.config["logger"]["keep_checkpoints"]))
+        log.info("saved checkpoint at iteration %d", iteration)
+
+    def _prune_old(self, keep: int) -> None:
+        if keep <= 0:
+            return
+        for it, path in list_states(self.states_dir)[:-keep]:
+            path.unlink(missing_ok=True)
+            for stem in ("net_g", "net_dual"):
+                (self.models_dir / f"{stem}_{it}.safetensors").unlink(missing_ok=True)
+
+    # ------------------------------------------------------------ validation
+    @torch.no_grad()
+    def validate(self) -> float:
+        """Mean Y-PSNR (crop_border = scale by default) of the held-out training images."""
+        model = self.model
+        was_training = model.training
+        model.eval()
+        crop = int(self.config["val"]["crop_border"])
+        scores = []
+        for _, lr, hr in self.val_pairs:
+            out = model(lr.to(self.device, memory_format=self.memory_format))
+            sr = out[-1] if isinstance(out, (list, tuple)) else out
+            scores.append(_psnr_y(sr.float().cpu(), hr, crop))
+        model.train(was_training)
+        return sum(scores) / max(1, len(scores))
+
+    # ------------------------------------------------------------------ loop
+    def _autocast(self):
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.amp_dtype)
+
+    def train_step(self, iteration: int) -> tuple[dict[str, torch.Tensor], float]:
+        """One update of primal and duals on the batch of `iteration`; returns losses and lr."""
+        lr = [s.set_iteration(iteration) for s in self.schedulers][0]
+        pyramid = [t.to(self.device, non_blocking=True, memory_format=self.memory_format)
+                   for t in self.sampler.batch(iteration, self.ctx.rank, self.batch_per_rank)]
+        for opt in self.optimizers:
+            opt.zero_grad(set_to_none=True)
+        with self._autocast():
+            losses = self.ddp(pyramid)
+        total = losses["total"]
+        if self.scaler is not None:
+            self.scaler.scale(total).backward()
+        else:
+            total.backward()
+        clip = self.config["train"]["grad_clip"]
+        if clip:
+            if self.scaler is not None:
+                for opt in self.optimizers:
+                    self.scaler.unscale_(opt)
+            torch.nn.utils.clip_grad_norm_(self.step_module.parameters(), float(clip))
+        for opt in self.optimizers:
+            if self.scaler is not None:
+                self.scaler.step(opt)
+            else:
+                opt.step()
+        if self.scaler is not None:
+            self.scaler.update()
+        return {k: v.detach() for k, v in losses.items()}, lr
+
+    def fit(self) -> dict[str, Any]:
+        """Train from `start_iter` to `total_iter` (or `max_minutes`); returns a summary."""
+        c, lg = self.config, self.config["logger"]
+        if self.is_main:
+            self.root.mkdir(parents=True, exist_ok=True)
+            (self.root / "config.yaml").write_text(dump_config(c))
+            log.info("experiment %s: %d process(es) on %s, batch %d (%d per process), iterations %d -> %d",
+                     self.root, self.ctx.world_size, self.device, self.batch_per_rank * self.ctx.world_size,
+                     self.batch_per_rank, self.start_iter, self.total_iter)
+        tb = self._tensorboard() if (self.is_main and lg["use_tb_logger"]) else None
+        max_minutes = c["train"]["max_minutes"]
+        deadline = time.monotonic() + 60.0 * float(max_minutes) if max_minutes else None
+        exit_at = int(os.environ.get(_DEBUG_EXIT_ENV, "0"))
+        print_freq, val_freq = int(lg["print_freq"]), int(c["val"]["val_freq"])
+        save_freq = int(lg["save_checkpoint_freq"])
+        bar = None
+        if self.is_main and lg["progress_bar"]:
+            from tqdm import tqdm
+
+            bar = tqdm(total=self.total_iter, initial=self.start_iter, dynamic_ncols=True, desc=c["name"],
+                       file=sys.stderr)
+        self.model.train()
+        running: dict[str, float] = {}
+        count, t_start, iteration = 0, time.monotonic(), self.start_iter
+        stopped_early = False
+        last_saved = self.start_iter
+        try:
+            for iteration in range(self.start_iter + 1, self.total_iter + 1):
+                losses, lr = self.train_step(iteration)
+                for k, v in losses.items():
+                    running[k] = running.get(k, 0.0) + float(v)
+                count += 1
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{float(losses['total']):.3f}", lr=f"{lr:.2e}", refresh=False)
+                if iteration % print_freq == 0 or iteration == self.total_iter:
+                    keys = sorted(running)
+                    means = D.mean_over_ranks(self.ctx, torch.tensor([running[k] / count for k in keys]))
+                    msg = " ".join(f"{k} {v:.4f}" for k, v in zip(keys, means.tolist()))
+                    rate = count / max(1e-9, time.monotonic() - t_start)
+                    log.info("iter %d lr %.3e %s (%.2f it/s)", iteration, lr, msg, rate)
+                    if tb is not None:
+                        for k, v in zip(keys, means.tolist()):
+                            tb.add_scalar(f"loss/{k}", v, iteration)
+                        tb.add_scalar("lr", lr, iteration)
+                    running, count, t_start = {}, 0, time.monotonic()
+                if val_freq and (iteration % val_freq == 0 or iteration == self.total_iter):
+                    self._validate_and_keep_best(iteration, tb)
+                timed_out = D.any_rank(self.ctx, deadline is not None and time.monotonic() > deadline)
+                if save_freq and iteration % save_freq == 0 and iteration != self.total_iter:
+                    self.save_checkpoint(iteration)
+                    last_saved = iteration
+                if exit_at and iteration == exit_at:
+                    os._exit(3)  # test hook: an abrupt kill, nothing flushed or saved
+                if timed_out:
+                    stopped_early = iteration < self.total_iter
+                    log.info("time budget of %s minutes reached at iteration %d", max_minutes, iteration)
+                    break
+        except KeyboardInterrupt:
+            log.info("interrupted at iteration %d; saving a checkpoint", iteration)
+            stopped_early = True
+        finally:
+            if bar is not None:
+                bar.close()
+        if iteration != last_saved:
+            if stopped_early and val_freq and iteration % val_freq:
+                self._validate_and_keep_best(iteration, tb)
+            self.save_checkpoint(iteration)
+        if tb is not None:
+            tb.close()
+        D.barrier(self.ctx)
+        summary = {"iteration": iteration, "best_psnr": self.best["psnr"], "best_iter": self.best["iter"],
+                   "stopped_early": stopped_early, "root": str(self.root)}
+        log.info("done at iteration %d; best validation PSNR %.3f dB at iteration %d",
+                 iteration, self.best["psnr"], self.best["iter"])
+        return summary
+
+    def _validate_and_keep_best(self, iteration: int, tb) -> None:
+        if self.is_main:
+            t0 = time.monotonic()
+            psnr = self.validate()
+            improved = psnr > self.best["psnr"]
+            if improved:
+                self.best = {"psnr": psnr, "iter": iteration}
+                if self.config["val"]["save_best"]:
+                    meta = {**self._weights_meta(iteration), "val_psnr": psnr}
+                    _save_weights(self.model, self.models_dir / "net_g_best.safetensors", meta)
+                    if self.duals is not None:
+                        _save_weights(self.duals, self.models_dir / "net_dual_best.safetensors", meta)
+            log.info("validation at iter %d: PSNR(Y) %.3f dB on %d held-out images (best %.3f @ %d)%s [%.1fs]",
+                     iteration, psnr, len(self.val_pairs), self.best["psnr"], self.best["iter"],
+                     " *" if improved else "", time.monotonic() - t0)
+            if tb is not None:
+                tb.add_scalar("val/psnr", psnr, iteration)
+        # every rank keeps the same `best` so that whichever writes a state has it
+        self.best = D.all_gather_objects(self.ctx, self.best)[0]
+
+    def _tensorboard(self):
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:
+            log.warning("logger.use_tb_logger is set but tensorboard is not installed; skipping it")
+            return None
+        return SummaryWriter(log_dir=str(self.root / "tb_logger"))
+
+    def close(self) -> None:
+        """Leave the process group and drop log handlers."""
+        for h in list(log.handlers):
+            h.close()
+            log.removeHandler(h)
+        D.teardown()
+
+
+class _TqdmHandler(logging.Handler):
+    """Log lines printed above the progress bar instead of through it."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            from tqdm import tqdm
+
+            tqdm.write(self.format(record), file=sys.stderr)
+        except Exception:
+            self.handleError(record)
+
+
+def train(config: dict, resume: str | None = None) -> dict[str, Any]:
+    """Build a `Trainer` from a resolved config, run it, clean up; returns its summary."""
+    trainer = Trainer(config, resume=resume)
+    try:
+        return trainer.fit()
+    finally:
+        trainer.close()
