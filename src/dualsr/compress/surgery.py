@@ -45,6 +45,8 @@ def remove_channels(model: nn.Module, keep: Mapping[str, Sequence[int] | torch.T
     """
     layers = list(prunable_layers(model) if layers is None else layers)
     work = copy.deepcopy(model).cpu().eval()
+    for p in work.parameters():
+        p.requires_grad_(True)  # Torch-Pruning leaves frozen parameters out of its graph
     widths = current_widths(work)
     graph = None
     for position, layer in enumerate(layers):

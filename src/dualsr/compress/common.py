@@ -1,0 +1,125 @@
+"""What every compression stage shares: training data halves, the objective, duals, progress."""
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import torch
+from torch import nn
+
+from dualsr.objective import dual_regression_loss
+
+# progress(stage, step, total, info) is called after each step; None = silent
+Progress = Callable[[str, int, int, dict], None] | None
+
+
+@dataclass
+class CompressData:
+    """Training patches for compression, split by image into two disjoint halves.
+
+    DRC's search takes alpha steps on one half and weight steps on the other (DARTS); pruning
+    and fine-tuning use all training images. `val` are held-out whole images for monitoring only.
+    """
+
+    scale: int
+    all: object  # PatchSampler over every training image
+    weight_half: object  # PatchSampler: even-indexed training images
+    arch_half: object  # PatchSampler: odd-indexed training images
+    val: list
+
+
+def load_data(roots: str | os.PathLike | Sequence[str | os.PathLike], scale: int, gt_size: int = 48,
+              holdout_every: int = 10, seed: int = 0) -> CompressData:
+    """Decode the HR images under `roots` once and build the samplers (patches of `gt_size` HR px)."""
+    from dualsr.data.datasets import PatchSampler, build_pyramid_cache, find_images, split_holdout, validation_pairs
+
+    files = find_images(roots)
+    train_files, val_files = split_holdout(files, holdout_every) if len(files) >= 4 else (files, [])
+    cache = build_pyramid_cache(train_files, scale)
+    weight_half = cache[0::2] or cache
+    arch_half = cache[1::2] or cache
+    return CompressData(
+        scale=scale,
+        all=PatchSampler(cache, scale, gt_size, seed=seed),
+        weight_half=PatchSampler(weight_half, scale, gt_size, seed=seed + 1),
+        arch_half=PatchSampler(arch_half, scale, gt_size, seed=seed + 2),
+        val=validation_pairs(build_pyramid_cache(val_files, scale), 96, scale, max_images=10) if val_files else [],
+    )
+
+
+def objective(model: nn.Module, duals: Sequence[nn.Module] | None, pyramid: Sequence[torch.Tensor],
+              dual_weight: float) -> dict[str, torch.Tensor]:
+    """The dual-regression loss of `model` on one batch pyramid [LR_s, ..., HR] (0-255)."""
+    return dual_regression_loss(model(pyramid[0]), pyramid, duals, dual_weight=dual_weight)
+
+
+def freeze(module: nn.Module | None) -> None:
+    """Turn off gradients of `module` (teachers, fixed duals)."""
+    if module is not None:
+        for p in module.parameters():
+            p.requires_grad_(False)
+
+
+def warm_up_duals(duals: nn.ModuleList, data: CompressData, steps: int, batch_size: int = 8,
+                  lr: float = 1e-3, progress: Progress = None) -> None:
+    """Fit untrained duals to map each pyramid level to the one below (HR -> LR_2 -> ... -> LR).
+
+    A model without released duals (e.g. RLFN) would otherwise make L_dual pure noise.
+    """
+    params = [p for p in duals.parameters() if p.requires_grad]
+    if not params or steps <= 0:
+        return
+    optimizer = torch.optim.Adam(params, lr=lr)
+    for step in range(steps):
+        pyramid = data.all.batch(step, 0, batch_size)
+        # dual k reads the level that is dual-input-sized; its target is the next level down
+        loss = 0.0
+        n = len(duals)
+        for k, dual in enumerate(duals):
+            source = pyramid[len(pyramid) - n + k]
+            target = pyramid[len(pyramid) - n + k - 1] if n > 1 else pyramid[0]
+            loss = loss + (dual(source) - target).abs().mean()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if progress:
+            progress("duals", step + 1, steps, {"loss": float(loss)})
+
+
+def tqdm_progress(stream=None) -> Progress:
+    """A progress callback that draws one tqdm bar per stage on stderr."""
+    from tqdm import tqdm
+
+    bars: dict[str, tqdm] = {}
+
+    def report(stage: str, step: int, total: int, info: dict) -> None:
+        bar = bars.get(stage)
+        if bar is None:
+            bar = bars[stage] = tqdm(total=total, desc=stage, file=stream or sys.stderr, leave=True, initial=step - 1)
+        bar.update(step - bar.n)
+        if info:
+            bar.set_postfix({k: (f"{v:.4g}" if isinstance(v, float) else v) for k, v in info.items()}, refresh=False)
+        if step >= total:
+            bar.close()
+
+    return report
+
+
+def save_state(state: dict, path: str | os.PathLike) -> None:
+    """Atomically write a resumable stage state (tensors, numbers, lists, dicts only)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def load_state(path: str | os.PathLike) -> dict | None:
+    """A stage state written by `save_state`, or None when there is none."""
+    path = Path(path)
+    if not path.exists():
+        return None
+    return torch.load(path, map_location="cpu", weights_only=True)

@@ -1,0 +1,211 @@
+"""DRC step 1: channel-number search, a DARTS-style relaxation over candidate widths per layer.
+
+For layer l (full width c_l) and compression rate r the candidates are
+K_l = round4(c_l * (1 - r) * p), p in {0.5, ..., 1.0}, clipped to [4, c_l] (duplicates merged).
+The relaxed layer keeps its channels ranked by the L1 norm of their weights in the consuming
+conv(s) and multiplies channel j by the soft nested mask m_j = sum_i softmax(alpha_l)_i [rank j < K_l,i].
+Alpha steps (Adam lr 3e-4, weight decay 1e-3) use one half of the training images and weight steps
+the other; both minimise the dual-regression loss. First-order DARTS by default; `second_order`
+uses the unrolled step with the finite-difference Hessian-vector product of DARTS.
+The result is K_l at argmax alpha_l for each layer: a width config.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from dualsr.compress.common import CompressData, Progress, load_state, objective, save_state
+from dualsr.compress.widths import PrunableLayer, channel_masks, consumer_l1_norms, prunable_layers
+
+FRACTIONS = (0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
+
+
+def round4(value: float) -> int:
+    """Nearest multiple of 4 (half up), as DRC rounds widths."""
+    return int(4 * int(value / 4 + 0.5))
+
+
+def candidate_widths(full: int, rate: float, fractions: Sequence[float] = FRACTIONS) -> list[int]:
+    """K_l: the sorted distinct widths round4(full*(1-rate)*p), clipped to [min(4, full), full]."""
+    if not 0 <= rate < 1:
+        raise ValueError(f"compression rate must be in [0, 1), got {rate}")
+    low = min(4, full)
+    return sorted({min(full, max(low, round4(full * (1 - rate) * p))) for p in fractions})
+
+
+@dataclass
+class SearchConfig:
+    """Hyper-parameters of the width search (defaults: the DRC paper's where it gives them)."""
+
+    rate: float = 0.5
+    steps: int = 200
+    batch_size: int = 8
+    alpha_lr: float = 3e-4
+    alpha_weight_decay: float = 1e-3
+    weight_lr: float = 1e-5
+    dual_weight: float = 0.1
+    second_order: bool = False
+    fractions: tuple = FRACTIONS
+    seed: int = 0
+    save_every: int = 50
+    extra: dict = field(default_factory=dict)
+
+
+def _nested_mask(norms: torch.Tensor, candidates: torch.Tensor, probabilities: torch.Tensor) -> torch.Tensor:
+    order = torch.argsort(norms, descending=True, stable=True)
+    rank = torch.empty_like(order)
+    rank[order] = torch.arange(len(order), device=order.device)
+    inside = (rank[:, None] < candidates[None, :]).to(probabilities.dtype)
+    return (inside * probabilities[None, :]).sum(dim=1)
+
+
+class WidthSearch:
+    """The relaxed supernet: a model, its duals, and one alpha vector per prunable layer."""
+
+    def __init__(self, model: nn.Module, duals: nn.ModuleList | None, config: SearchConfig,
+                 layers: Sequence[PrunableLayer] | None = None):
+        self.model = model
+        self.duals = duals
+        self.config = config
+        self.layers = list(prunable_layers(model) if layers is None else layers)
+        self.candidates = [candidate_widths(layer.full, config.rate, config.fractions) for layer in self.layers]
+        generator = torch.Generator().manual_seed(config.seed)
+        self.alphas = [
+            nn.Parameter(1e-3 * torch.randn(len(k), generator=generator)) for k in self.candidates
+        ]
+        self.alpha_optimizer = torch.optim.Adam(self.alphas, lr=config.alpha_lr, betas=(0.5, 0.999),
+                                                weight_decay=config.alpha_weight_decay)
+        self.weights = [p for p in model.parameters() if p.requires_grad]
+        if duals is not None:
+            self.weights += [p for p in duals.parameters() if p.requires_grad]
+        self.weight_optimizer = torch.optim.Adam(self.weights, lr=config.weight_lr)
+        self.step = 0
+
+    def masks(self) -> list[torch.Tensor]:
+        """The current soft masks, differentiable w.r.t. the alphas."""
+        masks = []
+        for layer, alpha, cands in zip(self.layers, self.alphas, self.candidates):
+            norms = consumer_l1_norms(self.model, layer)
+            k = torch.tensor(cands, device=norms.device)
+            masks.append(_nested_mask(norms, k, torch.softmax(alpha, dim=0)))
+        return masks
+
+    def loss(self, pyramid: Sequence[torch.Tensor]) -> torch.Tensor:
+        """Dual-regression loss of the relaxed model on one batch."""
+        with channel_masks(self.model, self.layers, self.masks()):
+            return objective(self.model, self.duals, pyramid, self.config.dual_weight)["total"]
+
+    def widths(self) -> list[int]:
+        """K_l at argmax alpha_l for each layer."""
+        return [cands[int(torch.argmax(alpha.detach()))] for alpha, cands in zip(self.alphas, self.candidates)]
+
+    def probabilities(self) -> list[list[float]]:
+        """softmax(alpha_l) per layer, for logs and reports."""
+        return [torch.softmax(a.detach(), 0).tolist() for a in self.alphas]
+
+    def weight_step(self, pyramid: Sequence[torch.Tensor]) -> float:
+        """One step of the model (and dual) weights on a batch of the weight half."""
+        self.weight_optimizer.zero_grad(set_to_none=True)
+        loss = self.loss(pyramid)
+        loss.backward()
+        self.weight_optimizer.step()
+        return float(loss.detach())
+
+    def alpha_step(self, arch_batch: Sequence[torch.Tensor], weight_batch: Sequence[torch.Tensor]) -> float:
+        """One step of the alphas on a batch of the arch half (unrolled when second_order)."""
+        self.alpha_optimizer.zero_grad(set_to_none=True)
+        if not self.config.second_order:
+            loss = self.loss(arch_batch)
+            grads = torch.autograd.grad(loss, self.alphas)
+        else:
+            loss, grads = self._unrolled_alpha_grads(arch_batch, weight_batch)
+        for alpha, grad in zip(self.alphas, grads):
+            alpha.grad = grad
+        self.alpha_optimizer.step()
+        return float(loss.detach())
+
+    def _unrolled_alpha_grads(self, arch_batch, weight_batch):
+        """DARTS second order: grad_a L_val(w', a) - xi * (grad_a L_tr(w+) - grad_a L_tr(w-)) / 2 eps."""
+        xi = self.config.weight_lr
+        backup = [p.detach().clone() for p in self.weights]
+        train_grads = torch.autograd.grad(self.loss(weight_batch), self.weights, allow_unused=True)
+        with torch.no_grad():
+            for p, g in zip(self.weights, train_grads):
+                if g is not None:
+                    p.sub_(xi * g)  # w' = w - xi * grad_w L_train(w, a)
+        val_loss = self.loss(arch_batch)
+        val_grads = torch.autograd.grad(val_loss, self.alphas + self.weights, allow_unused=True)
+        alpha_grads = list(val_grads[: len(self.alphas)])
+        w_grads = [g if g is not None else torch.zeros_like(p)
+                   for g, p in zip(val_grads[len(self.alphas):], self.weights)]
+        eps = 0.01 / (torch.cat([g.flatten() for g in w_grads]).norm() + 1e-12)
+        hessian_terms = []
+        for sign in (+1.0, -1.0):
+            with torch.no_grad():
+                for p, b, g in zip(self.weights, backup, w_grads):
+                    p.copy_(b + sign * eps * g)
+            hessian_terms.append(torch.autograd.grad(self.loss(weight_batch), self.alphas, allow_unused=True))
+        with torch.no_grad():
+            for p, b in zip(self.weights, backup):
+                p.copy_(b)
+        grads = []
+        for g, plus, minus in zip(alpha_grads, *hessian_terms):
+            g = torch.zeros_like(plus) if g is None else g
+            grads.append(g - xi * (plus - minus) / (2 * eps))
+        return val_loss, grads
+
+    def state_dict(self) -> dict:
+        """Everything needed to resume: alphas, weights, both optimizers, step counter."""
+        return {
+            "step": self.step,
+            "alphas": [a.detach().clone() for a in self.alphas],
+            "model": self.model.state_dict(),
+            "duals": self.duals.state_dict() if self.duals is not None else {},
+            "alpha_optimizer": self.alpha_optimizer.state_dict(),
+            "weight_optimizer": self.weight_optimizer.state_dict(),
+            "candidates": self.candidates,
+            "config": {k: v for k, v in asdict(self.config).items() if k != "extra"},
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        """Resume from `state_dict()` output (the candidates must match)."""
+        if state["candidates"] != self.candidates:
+            raise ValueError("search state was made for other candidate widths (model or rate differ)")
+        self.step = int(state["step"])
+        with torch.no_grad():
+            for a, saved in zip(self.alphas, state["alphas"]):
+                a.copy_(saved)
+        self.model.load_state_dict(state["model"])
+        if self.duals is not None and state["duals"]:
+            self.duals.load_state_dict(state["duals"])
+        self.alpha_optimizer.load_state_dict(state["alpha_optimizer"])
+        self.weight_optimizer.load_state_dict(state["weight_optimizer"])
+
+
+def search_widths(model: nn.Module, duals: nn.ModuleList | None, data: CompressData, config: SearchConfig,
+                  state_path: str | None = None, progress: Progress = None) -> tuple[list[int], WidthSearch]:
+    """Run the width search (resuming from `state_path` when it holds a state); returns the widths.
+
+    The model and duals are trained in place (as DARTS' supernet); prune from the original weights.
+    """
+    search = WidthSearch(model, duals, config)
+    if state_path is not None:
+        state = load_state(state_path)
+        if state is not None:
+            search.load_state_dict(state)
+    model.train()
+    while search.step < config.steps:
+        i = search.step
+        weight_batch = data.weight_half.batch(i, 0, config.batch_size)
+        arch_batch = data.arch_half.batch(i, 0, config.batch_size)
+        alpha_loss = search.alpha_step(arch_batch, weight_batch)
+        weight_loss = search.weight_step(weight_batch)
+        search.step += 1
+        if progress:
+            progress("search", search.step, config.steps, {"alpha_loss": alpha_loss, "weight_loss": weight_loss})
+        if state_path is not None and (search.step % config.save_every == 0 or search.step == config.steps):
+            save_state(search.state_dict(), state_path)
+    return search.widths(), search
