@@ -344,17 +344,16 @@ class Upscaler:
             if scale is not None and found != scale:
                 raise ValueError(f"the model is x{found}, not x{scale}")
             return model, int(found), getattr(getattr(model, "spec", None), "name", type(model).__name__)
-        if model is None:
+        if model is None and weights is not None:
+            model = _guess_model_name(weights)
+        elif model is None:
             from dualsr.weights import default_weights
 
             shipped = default_weights()
-            if weights is None:
-                if scale is not None and scale != shipped.scale:
-                    raise ValueError(f"the default model is x{shipped.scale}; for x{scale} give a model and weights")
-                model, weights, scale = shipped.model, shipped.path, shipped.scale
-                kwargs = {**shipped.kwargs, **kwargs}
-            else:
-                model = shipped.model
+            if scale is not None and scale != shipped.scale:
+                raise ValueError(f"the default model is x{shipped.scale}; for x{scale} give a model and weights")
+            model, weights, scale = shipped.model, shipped.path, shipped.scale
+            kwargs = {**shipped.kwargs, **kwargs}
         if weights is None:
             try:
                 from dualsr.weights import default_weights
@@ -585,6 +584,26 @@ def _same_name(a: str, b: str) -> bool:
     return a.lower().replace("_", "-") == b.lower().replace("_", "-")
 
 
+def _guess_model_name(weights) -> str:
+    """The registry name of the model a weights file was saved from (dualsr metadata or DRN keys)."""
+    from dualsr.checkpoint import WeightsError, describe_drn, read_metadata, read_weights
+
+    name = read_metadata(weights).get("model")
+    if name:
+        return name
+    state = read_weights(weights)  # safe: refuses pickled code
+    drn = describe_drn(state) if isinstance(state, dict) else None
+    if drn is not None:
+        from dualsr.models.drn import DRN_L, DRN_S
+
+        preset = (drn["n_blocks"], drn["n_feats"])
+        if DRN_S.get(drn["scale"]) == preset:
+            return "drn-s"
+        if DRN_L.get(drn["scale"]) == preset:
+            return "drn-l"
+    raise WeightsError(f"{weights}: cannot tell which model these weights are for; give --model NAME")
+
+
 def _build_named(name: str, weights, scale: int | None, kwargs: dict) -> tuple[nn.Module, int, str]:
     """Build registry model `name` for `weights`; the scale and DRN config come from the file if needed."""
     import json
@@ -594,7 +613,9 @@ def _build_named(name: str, weights, scale: int | None, kwargs: dict) -> tuple[n
 
     spec = get_spec(name)
     meta = read_metadata(weights) if weights is not None else {}
-    if meta.get("config"):  # our safetensors carry the architecture (n_blocks, n_feats, widths)
+    # Our safetensors carry the architecture (n_blocks, n_feats, widths); it only applies to the
+    # model it was saved from: `--model drn-s` with a drn-t file must fail as a wrong preset.
+    if meta.get("config") and _same_name(meta.get("model", spec.name), spec.name):
         config = json.loads(meta["config"])
         scale = scale or config.get("scale")
         kwargs = {**{k: v for k, v in config.items() if k != "scale" and v is not None}, **kwargs}
