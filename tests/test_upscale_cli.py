@@ -210,3 +210,15 @@ def test_pickled_checkpoint_carrying_code_is_refused(tmp_path, capsys):
     assert status == 2
     assert len(err) == 1 and "evil.pt" in err[0] and "refused" in err[0]
     assert not (tmp_path / "out" / "a.png").exists()
+
+
+def test_demo_writes_side_by_side_with_psnrs(tmp_path, weights, capsys):
+    from dualsr.demo import run_demo
+
+    scores = run_demo(tmp_path / "demo", model="drn-t", weights=str(weights))
+    out = capsys.readouterr().out
+    assert set(scores) == {"bicubic", "drn-t"} and all(10 < v < 60 for v in scores.values())
+    sheet = Image.open(tmp_path / "demo" / "side_by_side.png")
+    upscaled = Image.open(tmp_path / "demo" / "upscaled_x4.png")
+    assert upscaled.size == Image.open(tmp_path / "demo" / "ground_truth.png").size
+    assert sheet.width > 4 * upscaled.width and "side_by_side.png" in out and "PSNR bicubic" in out
