@@ -20,7 +20,7 @@ from torch import nn
 from dualsr.data.benchmark import BenchmarkSet
 from dualsr.data.imageio import write_image
 from dualsr.data.resize import imresize
-from dualsr.metrics import psnr, quantize_uint8, ssim
+from dualsr.metrics import psnr_ssim, quantize_uint8
 
 
 @dataclass
@@ -167,8 +167,7 @@ def _evaluate_set(
             sr_m, hr_m, use_y = quantize_uint8(sr.mean(dim=0, keepdim=True)), hr[:1], False
         else:
             sr_m, hr_m, use_y = sr, hr, True
-        images.append(ImageScore(item.name, psnr(sr_m, hr_m, scale, y_channel=use_y),
-                                 ssim(sr_m, hr_m, scale, y_channel=use_y), item.grayscale))
+        images.append(ImageScore(item.name, *psnr_ssim(sr_m, hr_m, scale, y_channel=use_y), item.grayscale))
         if out_dir is not None:
             write_image(out_dir / f"{item.name}.png", sr, grayscale=item.grayscale)
     return SetScore(

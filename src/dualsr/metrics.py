@@ -22,7 +22,6 @@ import math
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 ImageLike = torch.Tensor | np.ndarray
 
@@ -99,25 +98,29 @@ def _gaussian_kernel_1d(size: int = _SSIM_WINDOW, sigma: float = _SSIM_SIGMA) ->
     return g / g.sum()
 
 
+def _blur_valid(planes: torch.Tensor) -> torch.Tensor:
+    """filter2(window, plane, 'valid') over the last two dims, separably, as 11 shifted adds per axis.
+
+    Shift-and-add beats conv2d here: torch has no fast float64 convolution on CPU.
+    """
+    g = _gaussian_kernel_1d().tolist()
+    size = len(g)
+    height, width = planes.shape[-2:]
+    rows = sum(g[k] * planes[..., k:height - size + 1 + k, :] for k in range(size))
+    return sum(g[k] * rows[..., :, k:width - size + 1 + k] for k in range(size))
+
+
 def _ssim_map_mean(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Wang's ssim_index on (N, C, H, W) float64 planes: mean SSIM per (image, channel), shape (N, C)."""
     n, c, height, width = x.shape
     if height < _SSIM_WINDOW or width < _SSIM_WINDOW:
         raise ValueError(f"SSIM needs at least {_SSIM_WINDOW}x{_SSIM_WINDOW} pixels after cropping, got {height}x{width}")
-    g = _gaussian_kernel_1d()
-    kernel_h, kernel_w = g.view(1, 1, -1, 1), g.view(1, 1, 1, -1)
-
-    def blur(plane: torch.Tensor) -> torch.Tensor:  # filter2(window, plane, 'valid'), separably
-        flat = plane.reshape(n * c, 1, height, width)
-        return F.conv2d(F.conv2d(flat, kernel_h), kernel_w)
-
     c1, c2 = (_SSIM_K[0] * _PEAK) ** 2, (_SSIM_K[1] * _PEAK) ** 2
-    mu_x, mu_y = blur(x), blur(y)
-    var_x = blur(x * x) - mu_x**2
-    var_y = blur(y * y) - mu_y**2
-    cov = blur(x * y) - mu_x * mu_y
-    ssim_map = ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / ((mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2))
-    return ssim_map.flatten(1).mean(dim=1).view(n, c)
+    mu_x, mu_y, xx, yy, xy = _blur_valid(torch.stack([x, y, x * x, y * y, x * y]))
+    mu_xx, mu_yy, mu_xy = mu_x * mu_x, mu_y * mu_y, mu_x * mu_y
+    numerator = (2 * mu_xy + c1) * (2 * (xy - mu_xy) + c2)
+    denominator = (mu_xx + mu_yy + c1) * ((xx - mu_xx) + (yy - mu_yy) + c2)
+    return (numerator / denominator).flatten(2).mean(dim=2)
 
 
 def psnr_per_image(sr: ImageLike, hr: ImageLike, crop_border: int = 0, y_channel: bool = True) -> list[float]:
@@ -142,4 +145,10 @@ def ssim(sr: ImageLike, hr: ImageLike, crop_border: int = 0, y_channel: bool = T
     return float(np.mean(ssim_per_image(sr, hr, crop_border, y_channel)))
 
 
-__all__ = ["psnr", "ssim", "psnr_per_image", "ssim_per_image", "rgb_to_y", "quantize_uint8"]
+def psnr_ssim(sr: ImageLike, hr: ImageLike, crop_border: int = 0, y_channel: bool = True) -> tuple[float, float]:
+    """Both paper-convention figures at once (the rounding and colour conversion are done once)."""
+    sr_p, hr_p = _prepare(sr, hr, crop_border, y_channel)
+    return float(np.mean(_psnr_per_image(sr_p, hr_p))), float(_ssim_map_mean(sr_p, hr_p).mean())
+
+
+__all__ = ["psnr", "ssim", "psnr_ssim", "psnr_per_image", "ssim_per_image", "rgb_to_y", "quantize_uint8"]
