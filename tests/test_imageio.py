@@ -142,3 +142,10 @@ def test_list_images_expands_folders_and_globs_and_reports_the_rest(tmp_path):
     assert [p.name for p in found.files] == ["a.jpg", "b.png"]
     reasons = {p.name: r for p, r in found.skipped}
     assert "not an image" in reasons["notes.txt"] and "no such file" in reasons["missing.png"]
+
+
+def test_unsupported_mode_is_a_one_line_error(tmp_path):
+    Image.fromarray(np.zeros((4, 5), np.float32)).save(tmp_path / "float.tif")  # mode "F"
+    with pytest.raises(ImageReadError, match="unsupported image mode 'F'") as info:
+        read_image(tmp_path / "float.tif")
+    assert "\n" not in str(info.value) and "float.tif" in str(info.value)
