@@ -156,3 +156,16 @@ def test_model_with_saved_weights_is_evaluated(tmp_path, capsys):
     assert status == 0 and out.splitlines()[0].startswith("drn-t x2")
     status, _, err = _run(capsys, "--model", "drn-t", "--weights", weights, "--scale", 4, "--data", folder)
     assert status == 2 and len(err) == 1 and str(weights) in err[0]
+
+
+def test_without_env_the_checkout_benchmark_folder_is_used_or_named(tmp_path, capsys, monkeypatch):
+    import dualsr.cli.test as test_command
+
+    monkeypatch.delenv("DUALSR_BENCHMARK_DIR", raising=False)
+    monkeypatch.setattr(test_command, "_repo_benchmark_dir", lambda: tmp_path / "shared" / "data" / "benchmark")
+    status, _, err = _run(capsys)
+    assert status == 2 and len(err) == 1
+    assert str(tmp_path / "shared" / "data" / "benchmark") in err[0] and "--data" in err[0]
+    _make_set(tmp_path / "shared" / "data" / "benchmark" / "Set5" / "HR", names=("a",), size=(24, 24))
+    status, out, err = _run(capsys)
+    assert status == 0 and out.splitlines()[3].split()[:2] == ["Set5", "1"]
