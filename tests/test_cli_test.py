@@ -169,3 +169,13 @@ def test_without_env_the_checkout_benchmark_folder_is_used_or_named(tmp_path, ca
     _make_set(tmp_path / "shared" / "data" / "benchmark" / "Set5" / "HR", names=("a",), size=(24, 24))
     status, out, err = _run(capsys)
     assert status == 0 and out.splitlines()[3].split()[:2] == ["Set5", "1"]
+
+
+def test_json_of_a_set_with_nothing_evaluated_is_valid_json(tmp_path, capsys):
+    folder = tmp_path / "Broken"
+    folder.mkdir()
+    (folder / "x.png").write_text("nope")
+    report = tmp_path / "r.json"
+    assert _run(capsys, "--data", folder, "--json", report)[0] == 1
+    data = json.loads(report.read_text(), parse_constant=lambda name: pytest.fail(f"non-JSON constant {name}"))
+    assert data["sets"][0]["n"] == 0 and data["sets"][0]["psnr"] is None and len(data["problems"]) == 1

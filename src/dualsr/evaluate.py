@@ -46,12 +46,15 @@ class SetScore:
     problems: list[tuple[str, str]] = field(default_factory=list)
 
     def to_dict(self) -> dict:
-        """A JSON-ready dict (infinite PSNR becomes the string "inf")."""
+        """A JSON-ready dict: infinite PSNR becomes the string "inf", an empty set's NaN means null."""
         data = asdict(self)
         data["problems"] = [{"path": p, "reason": r} for p, r in self.problems]
         for row in [data] + data["images"]:
-            if isinstance(row["psnr"], float) and not math.isfinite(row["psnr"]):
-                row["psnr"] = str(row["psnr"])
+            for key in ("psnr", "ssim"):
+                if math.isnan(row[key]):
+                    row[key] = None
+                elif math.isinf(row[key]):
+                    row[key] = str(row[key])
         return data
 
 
@@ -121,6 +124,9 @@ def evaluate(
     progress: bool = False,
 ) -> list[SetScore]:
     """Score `model` (None = bicubic) on each set; returns one `SetScore` per set.
+
+    Sets given as paths are opened as `BenchmarkSet` (raising `BenchmarkError` for a missing or
+    empty folder); unreadable files end up in each `SetScore.problems`, not as exceptions.
 
     gray_as_y scores grayscale images on their gray values instead of the Y of the replicated
     RGB image (the convention of the published Set14 bicubic row; the issue's default is RGB).
