@@ -78,7 +78,8 @@ def _prepare(sr: ImageLike, hr: ImageLike, crop_border: int, y_channel: bool) ->
     if crop_border:
         height, width = sr_b.shape[-2:]
         if height <= 2 * crop_border or width <= 2 * crop_border:
-            raise ValueError(f"a {height}x{width} image has nothing left after cropping {crop_border} pixels per border")
+            raise ValueError(f"a {height}x{width} image has nothing left after cropping {crop_border} pixels "
+                             "per border")
         sr_b = sr_b[..., crop_border:-crop_border, crop_border:-crop_border]
         hr_b = hr_b[..., crop_border:-crop_border, crop_border:-crop_border]
     if y_channel:
@@ -114,7 +115,8 @@ def _ssim_map_mean(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Wang's ssim_index on (N, C, H, W) float64 planes: mean SSIM per (image, channel), shape (N, C)."""
     n, c, height, width = x.shape
     if height < _SSIM_WINDOW or width < _SSIM_WINDOW:
-        raise ValueError(f"SSIM needs at least {_SSIM_WINDOW}x{_SSIM_WINDOW} pixels after cropping, got {height}x{width}")
+        raise ValueError(f"SSIM needs at least {_SSIM_WINDOW}x{_SSIM_WINDOW} pixels after cropping, "
+                         f"got {height}x{width}")
     c1, c2 = (_SSIM_K[0] * _PEAK) ** 2, (_SSIM_K[1] * _PEAK) ** 2
     mu_x, mu_y, xx, yy, xy = _blur_valid(torch.stack([x, y, x * x, y * y, x * y]))
     mu_xx, mu_yy, mu_xy = mu_x * mu_x, mu_y * mu_y, mu_x * mu_y

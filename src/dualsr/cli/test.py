@@ -4,8 +4,9 @@
     dualsr test --model drn-s --weights DRNS4x.pt --scale 4 --data benchmark/Set5 --per-image
 
 Without --model, a dualsr --weights file names its model, else bicubic is used; `--model default`
-is the model shipped with the package. Without --data, the sets come from $DUALSR_BENCHMARK_DIR, or else from the `shared/data/benchmark`
-folder beside the source checkout, and the command says which folder it used. Results are
+is the model shipped with the package. Without --data, the sets come from $DUALSR_BENCHMARK_DIR, or
+else from the `shared/data/benchmark` folder beside the source checkout, and the command says which
+folder it used. Results are
 printed as one table; --json FILE writes them as JSON too (with --save-dir and no --json, to
 SAVE_DIR/results.json). Unreadable files and folders are reported one line each and skipped; the
 exit status is 1 only when nothing could be evaluated (or, with --strict, when anything failed).
@@ -227,7 +228,8 @@ def run(args: argparse.Namespace) -> int:
     gray_rule = "gray as Y" if args.gray_as_y else "gray replicated to RGB"
     print(f"{label} x{args.scale},{extras} PSNR/SSIM on Y (BT.601), {args.scale}-pixel border, {gray_rule}")
     print(format_table(results, args.per_image))
-    gray_sets = [f"{r.name} ({sum(i.grayscale for i in r.images)})" for r in results if any(i.grayscale for i in r.images)]
+    gray_counts = [(r.name, sum(i.grayscale for i in r.images)) for r in results]
+    gray_sets = [f"{name} ({count})" for name, count in gray_counts if count]
     if gray_sets and not args.gray_as_y:
         print(f"note: grayscale images in {', '.join(gray_sets)} are scored as replicated RGB; "
               "--gray-as-y follows the published tables instead", file=sys.stderr)

@@ -17,7 +17,7 @@ import tempfile
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable
 
 import numpy as np
 import torch
@@ -136,7 +136,8 @@ def read_image(path: str | os.PathLike) -> LoadedImage:
     if work_mode in _16BIT_GRAY_MODES or work_mode == "I":
         values = np.asarray(image, dtype=np.float64)
         if work_mode == "I" and (values.min() < 0 or values.max() > 65535):
-            raise ImageReadError(path, f"unsupported 32-bit integer image (values {values.min():.0f}..{values.max():.0f})")
+            raise ImageReadError(path, "unsupported 32-bit integer image "
+                                       f"(values {values.min():.0f}..{values.max():.0f})")
         gray = torch.from_numpy((values / _SCALE_16BIT).astype(np.float32))[None]
         rgb, bit_depth = gray.expand(3, -1, -1).contiguous(), 16
     elif work_mode in ("1", "L"):
