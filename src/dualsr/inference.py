@@ -261,7 +261,7 @@ class _OutputFormat:
 
     def convert(self, values: torch.Tensor) -> np.ndarray:
         """(C, h, w) float 0-255 -> (h, w, C) array of the output dtype (clamped, rounded half up)."""
-        scaled = values.to(torch.float32) * self.factor if self.factor != 1 else values.to(torch.float32)
+        scaled = values.to(torch.float32) * self.factor if self.factor != 1 else values.to(torch.float32, copy=True)
         scaled = scaled.clamp_(0, self.maximum)
         if self.rounded:
             scaled = torch.floor_(scaled.add_(0.5))
@@ -310,8 +310,6 @@ class Upscaler:
         self.dtype = _parse_dtype(dtype)
         self.model, self.scale, self.name = self._build(model, weights, scale, dict(model_kwargs or {}))
         self.model = self.model.to(device=self.device, dtype=self.dtype).eval()
-        for p in self.model.parameters():
-            p.requires_grad_(False)
         spec = getattr(self.model, "spec", None)
         self.size_multiple = int(getattr(spec, "size_multiple", 1) or 1)
         if self.dtype != torch.float32 and spec is not None and not spec.half_safe:
@@ -503,7 +501,7 @@ class Upscaler:
     def _planes_from_hwc(self, array: np.ndarray) -> tuple[torch.Tensor, torch.Tensor | None, bool]:
         """(H, W, C) float 0-255 -> rgb (3,H,W), alpha (1,H,W) or None, grayscale flag."""
         channels = array.shape[2]
-        planes = torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1), dtype=np.float32))
+        planes = torch.from_numpy(np.array(array.transpose(2, 0, 1), dtype=np.float32))  # own, writable copy
         if channels in (1, 2):
             return planes[:1].expand(3, -1, -1), (planes[1:] if channels == 2 else None), True
         if channels in (3, 4):
@@ -553,12 +551,12 @@ class Upscaler:
         if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
             values = np.asarray(image, dtype=np.float64)
             out = self._upscale_numpy(np.clip(values, 0, 65535).astype(np.uint16))
-            return Image.fromarray(out.astype(np.int32) if mode == "I" else out, mode="I" if mode == "I" else None)
+            return Image.fromarray(out.astype(np.int32) if mode == "I" else out)  # mode I or I;16
         if mode == "F":
             values = np.asarray(image, dtype=np.float32)
             out = self.upscale_planes(*self._planes_from_hwc(values[:, :, None])[:2], grayscale=True,
                                       fmt=FORMAT_FLOAT255)
-            return Image.fromarray(out[:, :, 0], mode="F")
+            return Image.fromarray(out[:, :, 0])  # float32 -> mode F
         if mode in ("1", "L"):
             target = "L"
         elif mode in ("LA", "La"):
@@ -569,7 +567,7 @@ class Upscaler:
             target = "RGB"
         array = np.asarray(image.convert(target))
         out = self._upscale_numpy(array)
-        return Image.fromarray(out, mode=target) if target != "LA" else Image.fromarray(out).convert("LA")
+        return Image.fromarray(out)  # the uint8 layout gives the mode back: L, LA, RGB or RGBA
 
 
 class _null_context:
