@@ -43,6 +43,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--budget-from", metavar="FILE",
                         help="uniform: match the parameter count of this width config instead of --rate")
     parser.add_argument("--dual-weight", type=float, default=0.1, help="lambda of L_dual (0 = no dual term)")
+    parser.add_argument("--search-dual-weight", type=float, default=None,
+                        help="lambda in search and pruning only (default: --dual-weight); 0 = the no-dual ablation")
     parser.add_argument("--search-steps", type=int, default=200, help="alpha+weight step pairs (default 200)")
     parser.add_argument("--second-order", action="store_true", help="second-order (unrolled) DARTS alpha step")
     parser.add_argument("--finetune-steps", type=int, default=500, help="fine-tuning steps (default 500)")
@@ -129,6 +131,7 @@ def run(args: argparse.Namespace) -> int:
     summary_path = out / "summary.json"
     summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
     summary.update({"method": args.method, "rate": args.rate, "dual_weight": args.dual_weight,
+                    "search_dual_weight": args.search_dual_weight,
                     "weights": str(args.weights), "seed": args.seed})
     times = summary.setdefault("seconds", {})
 
@@ -153,7 +156,8 @@ def run(args: argparse.Namespace) -> int:
     # --- duals
     duals = create_dual(model)
     duals_path = out / "duals.safetensors"
-    if args.dual_weight != 0:  # every method fine-tunes with the dual-regression loss
+    search_lambda = args.dual_weight if args.search_dual_weight is None else args.search_dual_weight
+    if args.dual_weight != 0 or search_lambda != 0:
         from dualsr.checkpoint import WeightsError, load_weights, save_weights
 
         source = args.duals or (duals_path if duals_path.exists() else None)
@@ -179,7 +183,7 @@ def run(args: argparse.Namespace) -> int:
     elif args.method == "drc":
         started = time.time()
         config = SearchConfig(rate=args.rate, steps=args.search_steps, batch_size=args.batch_size,
-                              dual_weight=args.dual_weight, second_order=args.second_order, seed=args.seed)
+                              dual_weight=search_lambda, second_order=args.second_order, seed=args.seed)
         log(f"searching widths ({config.steps} steps, {'second' if config.second_order else 'first'}-order)")
         widths, search = search_widths(copy.deepcopy(model), copy.deepcopy(duals), data, config,
                                        state_path=str(out / "search_state.pt"), progress=progress)
@@ -210,7 +214,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         started = time.time()
         if args.method == "drc":
-            config = PruneConfig(batch_size=args.batch_size, sub_steps=args.sub_steps, dual_weight=args.dual_weight,
+            config = PruneConfig(batch_size=args.batch_size, sub_steps=args.sub_steps, dual_weight=search_lambda,
                                  channels_per_step=args.channels_per_step, seed=args.seed)
             log("dual-regression channel pruning")
             pruned, _keep = dr_prune(model, duals, widths, data, config, state_path=str(out / "prune_state.pt"),

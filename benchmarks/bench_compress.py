@@ -1,0 +1,157 @@
+"""CPU-scale DRC experiment: one pretrained model compressed by DRC, DRC without the dual term,
+L1-norm and random channel selection (at DRC's searched widths) and uniform width scaling (at
+DRC's parameter budget), each fine-tuned with the same budget, for several seeds.
+
+Every run is a `dualsr compress` command (resumable: rerun this script to continue), then
+`dualsr.evaluate` on Set5 / Set14 / B100 x4 (PSNR/SSIM on Y, border = scale). Nothing is selected
+on the test sets: widths come from the search on training images, and each run is reported.
+
+    python benchmarks/bench_compress.py --model rlfn --weights ../shared/weights/rlfn/rlfn_x4.pth \\
+        --data ../shared/data/train/T91 --rate 0.4 --seeds 0 1 --out /tmp/bench_compress
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _report import machine_line, write_section  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+VARIANTS = ("drc", "drc_nodual", "l1", "random", "uniform")
+
+
+def _compress(args, variant: str, seed: int, root: Path) -> list[str]:
+    out = root / f"seed{seed}" / variant
+    drc = root / f"seed{seed}" / "drc"
+    cmd = ["compress", "--weights", args.weights, "--scale", str(args.scale), "--rate", str(args.rate),
+           "--data", *args.data, "--out", str(out), "--seed", str(seed), "--quiet",
+           "--search-steps", str(args.search_steps), "--finetune-steps", str(args.finetune_steps),
+           "--batch-size", str(args.batch_size), "--gt-size", str(args.gt_size),
+           "--channels-per-step", str(args.channels_per_step), "--dual-warmup-steps", str(args.dual_warmup_steps)]
+    if args.model:
+        cmd += ["--model", args.model]
+    if variant != "drc":
+        cmd += ["--duals", str(drc / "duals.safetensors")]  # every variant starts from the same duals
+    if variant == "drc":
+        cmd += ["--method", "drc"]
+    elif variant == "drc_nodual":
+        cmd += ["--method", "drc", "--search-dual-weight", "0"]
+    elif variant in ("l1", "random"):
+        cmd += ["--method", variant, "--widths", str(drc / "widths.txt")]
+    else:
+        cmd += ["--method", "uniform", "--budget-from", str(drc / "widths.txt")]
+    return cmd
+
+
+def _evaluate(path: Path, sets: list[Path], scale: int) -> dict:
+    from dualsr.compress.widths import build_from_checkpoint
+    from dualsr.evaluate import evaluate
+
+    model = build_from_checkpoint(path)
+    return {s.name: (s.psnr, s.ssim) for s in evaluate(model, sets, scale)}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="rlfn")
+    parser.add_argument("--weights", default=str(REPO.parent / "shared/weights/rlfn/rlfn_x4.pth"))
+    parser.add_argument("--scale", type=int, default=4)
+    parser.add_argument("--data", nargs="+", default=[str(REPO.parent / "shared/data/train/T91")])
+    parser.add_argument("--benchmark", default=str(REPO.parent / "shared/data/benchmark"))
+    parser.add_argument("--sets", nargs="+", default=["Set5", "Set14", "B100"])
+    parser.add_argument("--rate", type=float, default=0.4)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
+    parser.add_argument("--search-steps", type=int, default=100)
+    parser.add_argument("--finetune-steps", type=int, default=200)
+    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--gt-size", type=int, default=64)
+    parser.add_argument("--channels-per-step", type=int, default=2)
+    parser.add_argument("--dual-warmup-steps", type=int, default=200)
+    parser.add_argument("--out", default="/tmp/bench_compress")
+    parser.add_argument("--no-report", action="store_true", help="print only, leave REPORT.md alone")
+    args = parser.parse_args()
+
+    from dualsr.cli import main as dualsr_main
+    from dualsr.compress.widths import build_from_checkpoint
+    from dualsr.evaluate import evaluate
+    from dualsr.profile import count_macs, count_parameters
+
+    root = Path(args.out)
+    sets = [Path(args.benchmark) / s for s in args.sets]
+    rows = []
+    original = build_from_checkpoint(args.weights, name=args.model, scale=args.scale)
+    base = {s.name: (s.psnr, s.ssim) for s in evaluate(original, sets, args.scale)}
+    base_params, base_macs = count_parameters(original), count_macs(original, (96, 96)) / 1e9
+    commands = []
+    for seed in args.seeds:
+        for variant in args.variants:
+            cmd = _compress(args, variant, seed, root)
+            commands.append("dualsr " + " ".join(cmd))
+            started = time.time()
+            status = dualsr_main(cmd)
+            if status != 0:
+                print(f"{variant} seed {seed}: dualsr compress exited {status}", file=sys.stderr)
+                continue
+            out = root / f"seed{seed}" / variant
+            summary = json.loads((out / "summary.json").read_text())
+            scores = _evaluate(out / "compressed.safetensors", sets, args.scale)
+            pruned = _evaluate(out / "pruned.safetensors", sets[:1], args.scale)
+            rows.append({"variant": variant, "seed": seed, "params": summary["params"], "gmacs": summary["gmacs_96"],
+                         "scores": scores, "pruned_set5": next(iter(pruned.values()))[0],
+                         "seconds": summary["seconds"], "wall": time.time() - started})
+            print(json.dumps(rows[-1]), flush=True)
+            (root / "results.json").write_text(json.dumps({"base": base, "rows": rows}, indent=1))
+
+    set_names = [s.name for s in sets]
+    head = "| variant | seed | params | G MACs (LR 96²) | " + " | ".join(f"{n} PSNR/SSIM" for n in set_names) + \
+        " | Set5 before fine-tune | s: duals / search / prune / fine-tune |"
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    lines.append(f"| original | - | {base_params:,} | {base_macs:.2f} | "
+                 + " | ".join(f"{base[n][0]:.2f} / {base[n][1]:.4f}" for n in set_names) + " | - | - |")
+    for r in rows:
+        sec = r["seconds"]
+        stage = " / ".join(f"{sec[k]:.0f}" if k in sec else "-" for k in ("duals", "search", "prune", "finetune"))
+        lines.append(f"| {r['variant']} | {r['seed']} | {r['params']:,} ({r['params'] / base_params:.0%}) | "
+                     f"{r['gmacs']:.2f} | " + " | ".join(f"{r['scores'][n][0]:.2f} / {r['scores'][n][1]:.4f}"
+                                                         for n in set_names)
+                     + f" | {r['pruned_set5']:.2f} | {stage} |")
+    means = ["", "Mean over seeds (PSNR, dB):", "", "| variant | " + " | ".join(set_names) + " |",
+             "|---|" + "---|" * len(set_names)]
+    for variant in args.variants:
+        picked = [r for r in rows if r["variant"] == variant]
+        if picked:
+            means.append(f"| {variant} | " + " | ".join(
+                f"{statistics.mean(r['scores'][n][0] for r in picked):.3f}" for n in set_names) + " |")
+    body = "\n".join([
+        "## DRC compression (CPU scale)",
+        "",
+        f"Model {args.model} x{args.scale} ({args.weights}), rate {args.rate}, training data "
+        f"{', '.join(args.data)}; search {args.search_steps} steps, DR pruning {args.channels_per_step} channel(s) "
+        f"per step, fine-tuning {args.finetune_steps} steps for every variant, batch {args.batch_size}, "
+        f"HR patches {args.gt_size}px. l1/random use DRC's searched widths; uniform matches DRC's parameter "
+        f"count. drc_nodual: lambda = 0 in search and pruning (fine-tuning keeps lambda = 0.1).",
+        f"Machine: {machine_line()}.",
+        "",
+        *lines,
+        *means,
+        "",
+        "Command: `python benchmarks/bench_compress.py " + " ".join(sys.argv[1:]) + "`; each run is:",
+        "",
+        "```",
+        *commands,
+        "```",
+    ])
+    print(body)
+    if not args.no_report:
+        write_section("compress", body)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
