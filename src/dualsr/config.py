@@ -24,6 +24,9 @@ DEFAULTS: dict[str, Any] = {
     "scale": 4,
     "seed": 0,
     "device": "auto",  # auto | cpu | cuda
+    # CPU threads per process (null: torch's default, or cores / processes under torchrun). On a
+    # shared CPU, 1 is much faster than oversubscribed threads that spin against other jobs.
+    "num_threads": None,
     "network_g": {"type": "drn-s"},  # other keys are constructor kwargs of the model
     "network_dual": {},  # kwargs of create_dual (e.g. n_feats for a single-output primal)
     "path": {
@@ -51,7 +54,10 @@ DEFAULTS: dict[str, Any] = {
     },
     "train": {
         "total_iter": 1_000_000,
-        "max_minutes": None,  # stop cleanly (checkpoint + weights) after this wall time
+        "max_minutes": None,  # stop cleanly (checkpoint + weights) after this much training time
+        # with max_minutes: the cosine follows max(iteration/total_iter, time/max_minutes), so a run cut
+        # short by the budget still ends annealed (at the price of bitwise reproducibility)
+        "time_annealing": False,
         "dual_weight": 0.1,  # lambda; 0 trains the no-dual baseline
         "optim_g": {"type": "Adam", "lr": 1e-4, "betas": [0.9, 0.999], "eps": 1e-8, "weight_decay": 0.0},
         "optim_dual": {},  # overrides of optim_g for every dual model (official: same as primal)
@@ -137,13 +143,6 @@ def parse_override(item: str) -> tuple[list[str], Any]:
     return key.split("."), value
 
 
-def _nest(keys: list[str], value: Any) -> dict:
-    out: Any = value
-    for key in reversed(keys):
-        out = {key: out}
-    return out
-
-
 # YAML parses 1e-4 (no dot) as a string; accept it as the number a user meant.
 def _fix_floats(node: Any) -> Any:
     if isinstance(node, dict):
@@ -161,11 +160,18 @@ def _fix_floats(node: Any) -> Any:
 
 def resolve(user: dict | None = None, overrides: Iterable[str] = ()) -> dict:
     """Defaults <- user mapping <- overrides; raises ConfigError naming any unknown key."""
-    config = _merge(DEFAULTS, _fix_floats(user or {}))
+    # overrides edit the user's tree first, so types are checked against the defaults only
+    # (a file may give a list of folders and an override a single one)
+    tree = copy.deepcopy(user or {})
     for item in overrides:
         keys, value = parse_override(item)
-        config = _merge(config, _fix_floats(_nest(keys, value)))
-    return finalize(config)
+        node = tree
+        for key in keys[:-1]:
+            if not isinstance(node.get(key), dict):
+                node[key] = {}
+            node = node[key]
+        node[keys[-1]] = value
+    return finalize(_merge(DEFAULTS, _fix_floats(tree)))
 
 
 def finalize(config: dict) -> dict:

@@ -32,6 +32,7 @@ def run(args: argparse.Namespace) -> int:
         summary = train(config, resume=args.resume)
     except (ConfigError, FileNotFoundError) as exc:
         raise CommandError(str(exc)) from None
-    print(f"finished at iteration {summary['iteration']}; best validation PSNR "
-          f"{summary['best_psnr']:.3f} dB (iteration {summary['best_iter']}); outputs in {summary['root']}")
+    if summary["rank"] == 0:
+        print(f"finished at iteration {summary['iteration']}; best validation PSNR "
+              f"{summary['best_psnr']:.3f} dB (iteration {summary['best_iter']}); outputs in {summary['root']}")
     return 0

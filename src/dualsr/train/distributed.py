@@ -35,7 +35,7 @@ def pick_device(preference: str, local_rank: int) -> torch.device:
     return torch.device("cuda", local_rank)
 
 
-def setup(preference: str = "auto") -> DistContext:
+def setup(preference: str = "auto", num_threads: int | None = None) -> DistContext:
     """Join the process group when launched by torchrun (WORLD_SIZE > 1); otherwise one process."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
@@ -46,7 +46,9 @@ def setup(preference: str = "auto") -> DistContext:
         if device.type == "cuda":
             torch.cuda.set_device(device)
         dist.init_process_group(backend=backend)
-    if device.type == "cpu" and world_size > 1:
+    if num_threads:
+        torch.set_num_threads(int(num_threads))
+    elif device.type == "cpu" and world_size > 1:
         # processes on one machine share its cores; oversubscription makes gloo crawl
         local_world = int(os.environ.get("LOCAL_WORLD_SIZE", str(world_size)))
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // local_world))
@@ -81,6 +83,15 @@ def mean_over_ranks(ctx: DistContext, values: torch.Tensor) -> torch.Tensor:
     values = values.clone()
     dist.all_reduce(values, op=dist.ReduceOp.SUM)
     return values / ctx.world_size
+
+
+def max_over_ranks(ctx: DistContext, value: float) -> float:
+    """The largest of a number over processes (so that all of them act on the same value)."""
+    if not ctx.distributed:
+        return value
+    t = torch.tensor([value], dtype=torch.float64, device=ctx.device if ctx.device.type == "cuda" else "cpu")
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return float(t.item())
 
 
 def any_rank(ctx: DistContext, flag: bool) -> bool:

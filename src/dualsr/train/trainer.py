@@ -35,8 +35,22 @@ from dualsr.train.state import capture_rng, latest_state, list_states, load_stat
 
 log = logging.getLogger("dualsr.train")
 
-# Test hook: exit abruptly (no cleanup, no checkpoint) after this iteration, as a killed job would.
+# Test hooks: exit abruptly (no cleanup, no checkpoint) after this iteration, as a killed job
+# would; and have every process write a checksum of its weights to this folder at the end.
 _DEBUG_EXIT_ENV = "DUALSR_DEBUG_EXIT_AT_ITER"
+_DEBUG_CHECKSUM_ENV = "DUALSR_DEBUG_CHECKSUM_DIR"
+
+
+def weights_checksum(module: nn.Module) -> str:
+    """sha256 over a module's state_dict (names, dtypes, shapes and bytes), to compare processes."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for name, tensor in module.state_dict().items():
+        t = tensor.detach().cpu().contiguous()
+        digest.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
+        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return digest.hexdigest()
 
 
 class CosineSchedule:
@@ -54,19 +68,22 @@ class CosineSchedule:
         self.base_lrs = [g["lr"] for g in optimizer.param_groups]
         self.iteration = 0
 
-    def rate(self, base: float, iteration: int) -> float:
-        """Learning rate used for the update of (1-based) `iteration`."""
+    def rate(self, base: float, iteration: int, min_progress: float = 0.0) -> float:
+        """Learning rate used for the update of (1-based) `iteration`.
+
+        min_progress lets a wall-clock budget push the annealing ahead of the iteration count.
+        """
         t = iteration - 1
         if self.warmup and t < self.warmup:
             return base * (t + 1) / self.warmup
-        progress = min(1.0, max(0.0, t / self.total))
+        progress = min(1.0, max(0.0, t / self.total, min_progress))
         return self.eta_min + (base - self.eta_min) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
-    def set_iteration(self, iteration: int) -> float:
+    def set_iteration(self, iteration: int, min_progress: float = 0.0) -> float:
         """Set the rates for `iteration`; returns the first group's rate."""
         self.iteration = iteration
         for group, base in zip(self.optimizer.param_groups, self.base_lrs):
-            group["lr"] = self.rate(base, iteration)
+            group["lr"] = self.rate(base, iteration, min_progress)
         return self.optimizer.param_groups[0]["lr"]
 
     def state_dict(self) -> dict[str, Any]:
@@ -123,7 +140,7 @@ class Trainer:
 
     def __init__(self, config: dict, resume: str | None = None):
         self.config = config
-        self.ctx = D.setup(config["device"])
+        self.ctx = D.setup(config["device"], config["num_threads"])
         self.is_main = self.ctx.is_main
         tc = config["train"]
         if config["name"] is None:
@@ -147,6 +164,7 @@ class Trainer:
         self._build_optim()
         self.start_iter = 0
         self.best = {"psnr": -math.inf, "iter": 0}
+        self.elapsed_before = 0.0
         if state is not None:
             self._load(state)
         else:
@@ -273,6 +291,7 @@ class Trainer:
             self.scaler.load_state_dict(state["scaler"])
         self.start_iter = int(state["iteration"])
         self.best = dict(state.get("best", self.best))
+        self.elapsed_before = float(state.get("elapsed_s", 0.0))
         rngs = state.get("rng", [])
         if len(rngs) == self.ctx.world_size:
             restore_rng(rngs[self.ctx.rank])
@@ -293,6 +312,7 @@ class Trainer:
             "scaler": self.scaler.state_dict() if self.scaler is not None else None,
             "rng": rngs,
             "best": dict(self.best),
+            "elapsed_s": self.elapsed_s(),
             "config": self.config,
         }
 
@@ -343,9 +363,9 @@ class Trainer:
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=self.amp_dtype)
 
-    def train_step(self, iteration: int) -> tuple[dict[str, torch.Tensor], float]:
+    def train_step(self, iteration: int, min_progress: float = 0.0) -> tuple[dict[str, torch.Tensor], float]:
         """One update of primal and duals on the batch of `iteration`; returns losses and lr."""
-        lr = [s.set_iteration(iteration) for s in self.schedulers][0]
+        lr = [s.set_iteration(iteration, min_progress) for s in self.schedulers][0]
         pyramid = [t.to(self.device, non_blocking=True, memory_format=self.memory_format)
                    for t in self.sampler.batch(iteration, self.ctx.rank, self.batch_per_rank)]
         for opt in self.optimizers:
@@ -383,7 +403,8 @@ class Trainer:
                      self.batch_per_rank, self.start_iter, self.total_iter)
         tb = self._tensorboard() if (self.is_main and lg["use_tb_logger"]) else None
         max_minutes = c["train"]["max_minutes"]
-        deadline = time.monotonic() + 60.0 * float(max_minutes) if max_minutes else None
+        budget_s = 60.0 * float(max_minutes) if max_minutes else None
+        anneal_by_time = bool(budget_s) and c["train"]["time_annealing"]
         exit_at = int(os.environ.get(_DEBUG_EXIT_ENV, "0"))
         print_freq, val_freq = int(lg["print_freq"]), int(c["val"]["val_freq"])
         save_freq = int(lg["save_checkpoint_freq"])
@@ -395,12 +416,23 @@ class Trainer:
                        file=sys.stderr)
         self.model.train()
         running: dict[str, float] = {}
-        count, t_start, iteration = 0, time.monotonic(), self.start_iter
+        count, t_start = 0, time.monotonic()
+        self._fit_start = time.monotonic()
+        done = last_saved = self.start_iter
         stopped_early = False
-        last_saved = self.start_iter
         try:
             for iteration in range(self.start_iter + 1, self.total_iter + 1):
-                losses, lr = self.train_step(iteration)
+                min_progress = 0.0
+                if budget_s:
+                    # the same number on every rank: the lr must not differ between processes
+                    elapsed = D.max_over_ranks(self.ctx, self.elapsed_s())
+                    if elapsed >= budget_s:
+                        stopped_early = True
+                        log.info("time budget of %s minutes reached after iteration %d", max_minutes, done)
+                        break
+                    min_progress = elapsed / budget_s if anneal_by_time else 0.0
+                losses, lr = self.train_step(iteration, min_progress)
+                done = iteration
                 for k, v in losses.items():
                     running[k] = running.get(k, 0.0) + float(v)
                 count += 1
@@ -412,7 +444,8 @@ class Trainer:
                     means = D.mean_over_ranks(self.ctx, torch.tensor([running[k] / count for k in keys]))
                     msg = " ".join(f"{k} {v:.4f}" for k, v in zip(keys, means.tolist()))
                     rate = count / max(1e-9, time.monotonic() - t_start)
-                    log.info("iter %d lr %.3e %s (%.2f it/s)", iteration, lr, msg, rate)
+                    log.info("iter %d lr %.3e %s (%.2f it/s, %.1f min)", iteration, lr, msg, rate,
+                             self.elapsed_s() / 60)
                     if tb is not None:
                         for k, v in zip(keys, means.tolist()):
                             tb.add_scalar(f"loss/{k}", v, iteration)
@@ -420,34 +453,38 @@ class Trainer:
                     running, count, t_start = {}, 0, time.monotonic()
                 if val_freq and (iteration % val_freq == 0 or iteration == self.total_iter):
                     self._validate_and_keep_best(iteration, tb)
-                timed_out = D.any_rank(self.ctx, deadline is not None and time.monotonic() > deadline)
                 if save_freq and iteration % save_freq == 0 and iteration != self.total_iter:
                     self.save_checkpoint(iteration)
                     last_saved = iteration
                 if exit_at and iteration == exit_at:
                     os._exit(3)  # test hook: an abrupt kill, nothing flushed or saved
-                if timed_out:
-                    stopped_early = iteration < self.total_iter
-                    log.info("time budget of %s minutes reached at iteration %d", max_minutes, iteration)
-                    break
         except KeyboardInterrupt:
-            log.info("interrupted at iteration %d; saving a checkpoint", iteration)
+            log.info("interrupted after iteration %d; saving a checkpoint", done)
             stopped_early = True
         finally:
             if bar is not None:
                 bar.close()
+        iteration = done
         if iteration != last_saved:
             if stopped_early and val_freq and iteration % val_freq:
                 self._validate_and_keep_best(iteration, tb)
             self.save_checkpoint(iteration)
         if tb is not None:
             tb.close()
+        checksum_dir = os.environ.get(_DEBUG_CHECKSUM_ENV)
+        if checksum_dir:
+            Path(checksum_dir, f"rank{self.ctx.rank}.sha256").write_text(weights_checksum(self.step_module))
         D.barrier(self.ctx)
         summary = {"iteration": iteration, "best_psnr": self.best["psnr"], "best_iter": self.best["iter"],
-                   "stopped_early": stopped_early, "root": str(self.root)}
+                   "stopped_early": stopped_early, "root": str(self.root), "rank": self.ctx.rank}
         log.info("done at iteration %d; best validation PSNR %.3f dB at iteration %d",
                  iteration, self.best["psnr"], self.best["iter"])
         return summary
+
+    def elapsed_s(self) -> float:
+        """Training seconds so far, over all resumed segments (what max_minutes limits)."""
+        fit_start = getattr(self, "_fit_start", None)
+        return self.elapsed_before + (time.monotonic() - fit_start if fit_start is not None else 0.0)
 
     def _validate_and_keep_best(self, iteration: int, tb) -> None:
         if self.is_main:

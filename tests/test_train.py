@@ -1,0 +1,162 @@
+"""The trainer: data sampling, checkpoints, time budget and bit-exact resume after a kill."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import load_file
+
+from dualsr.config import ConfigError, resolve
+from dualsr.data.datasets import PatchSampler, build_pyramid_cache, find_images, split_holdout
+from dualsr.train.state import load_state
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def make_images(folder: Path, count: int = 6, size: tuple[int, int] = (44, 52)) -> Path:
+    """Smooth random colour images (noise would be unlearnable) as PNG and BMP, in a subfolder too."""
+    rng = np.random.default_rng(0)
+    (folder / "sub").mkdir(parents=True, exist_ok=True)
+    yy, xx = np.mgrid[0 : size[0], 0 : size[1]]
+    for i in range(count):
+        f = rng.uniform(0.05, 0.3, size=(3, 2))
+        image = np.stack([127 + 120 * np.sin(f[c, 0] * yy + f[c, 1] * xx + i) for c in range(3)], -1)
+        target = folder / ("sub" if i % 2 else "") / f"img{i}.{'bmp' if i % 3 == 0 else 'png'}"
+        Image.fromarray(image.clip(0, 255).astype(np.uint8)).save(target)
+    return folder
+
+
+def tiny_overrides(data: Path, root: Path, name: str = "run", total: int = 8) -> list[str]:
+    return [f"name={name}", "scale=4", "network_g.type=drn-t", "network_g.n_blocks=1", "network_g.n_feats=4",
+            f"datasets.train.dataroot={data}", "datasets.train.gt_size=32", "datasets.train.batch_size=2",
+            "datasets.val.holdout_every=3", f"train.total_iter={total}", "train.optim_g.lr=1e-3",
+            "val.val_freq=4", "logger.print_freq=2", "logger.save_checkpoint_freq=4", "logger.keep_checkpoints=0",
+            "logger.progress_bar=false", f"path.experiments_root={root}", "device=cpu"]
+
+
+def run_cli(args: list[str], env_extra: dict | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", **(env_extra or {})}
+    cmd = [sys.executable, "-m", "dualsr", "train", "-c", str(REPO / "configs" / "drn_t_x4.yaml"), *args]
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout, cwd=REPO)
+
+
+def test_images_are_found_recursively_and_split_deterministically(tmp_path):
+    files = find_images(make_images(tmp_path / "data", count=7))
+    assert len(files) == 7 and {f.suffix for f in files} == {".png", ".bmp"}
+    train, val = split_holdout(files, every=3)
+    assert val == [files[0], files[3], files[6]] and len(train) == 4
+    assert split_holdout(list(reversed(files))[::-1], every=3) == (train, val)
+
+
+def test_batch_is_a_function_of_seed_rank_and_iteration_with_aligned_levels(tmp_path):
+    images = build_pyramid_cache(find_images(make_images(tmp_path / "data")), 4)
+    sampler = PatchSampler(images, 4, 32, seed=1)
+    a, b = sampler.batch(5, 0, 3), sampler.batch(5, 0, 3)
+    assert all(torch.equal(x, y) for x, y in zip(a, b))
+    assert not torch.equal(sampler.batch(6, 0, 3)[-1], a[-1])
+    assert not torch.equal(sampler.batch(5, 1, 3)[-1], a[-1])
+    assert [tuple(x.shape) for x in a] == [(3, 3, 8, 8), (3, 3, 16, 16), (3, 3, 32, 32)]
+    # every level of a patch is the crop of that level's full image: same flips, aligned offsets
+    from dualsr.data.resize import imresize
+
+    lr_from_patch = imresize(a[-1], 0.25, round_uint8=True)
+    interior = (slice(None), slice(None), slice(2, -2), slice(2, -2))  # away from the crop's border
+    assert (lr_from_patch[interior] - a[0][interior]).abs().max() <= 1
+
+
+def test_existing_experiment_is_not_overwritten_without_resume(tmp_path):
+    from dualsr.train.trainer import Trainer
+
+    data = make_images(tmp_path / "data")
+    (tmp_path / "exp" / "run" / "training_states").mkdir(parents=True)
+    (tmp_path / "exp" / "run" / "training_states" / "4.state").write_bytes(b"x")
+    config = resolve({}, tiny_overrides(data, tmp_path / "exp"))
+    with pytest.raises(ConfigError, match="already has training states"):
+        Trainer(config)
+    with pytest.raises(ConfigError, match="not a readable training state"):
+        Trainer(config, resume="auto")
+
+
+def test_time_budget_ends_with_weights_and_a_state(tmp_path):
+    from dualsr.train.trainer import train
+
+    data = make_images(tmp_path / "data")
+    config = resolve({}, tiny_overrides(data, tmp_path / "exp", total=100_000)
+                     + ["train.max_minutes=0.03", "train.time_annealing=true", "val.val_freq=1000000"])
+    summary = train(config)
+    assert summary["stopped_early"] and 0 < summary["iteration"] < 100_000
+    models = tmp_path / "exp" / "run" / "models"
+    assert (models / "net_g_latest.safetensors").is_file() and (models / "net_g_best.safetensors").is_file()
+    state = load_state(tmp_path / "exp" / "run" / "training_states" / f"{summary['iteration']}.state")
+    assert state["iteration"] == summary["iteration"] and state["elapsed_s"] >= 0.03 * 60
+
+
+def test_cosine_rate_is_closed_form_and_time_budget_can_only_advance_it():
+    from dualsr.train.trainer import CosineSchedule
+
+    opt = torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))], lr=1e-3)
+    sched = CosineSchedule(opt, total=100, eta_min=1e-7)
+    assert sched.set_iteration(1) == pytest.approx(1e-3)
+    assert sched.set_iteration(51) == pytest.approx(1e-7 + (1e-3 - 1e-7) * 0.5)
+    assert sched.set_iteration(101) == pytest.approx(1e-7)
+    assert sched.set_iteration(11, min_progress=0.5) == pytest.approx(sched.rate(1e-3, 51))
+    assert sched.set_iteration(51, min_progress=0.1) == pytest.approx(sched.rate(1e-3, 51))
+
+
+def _states_equal(a: dict, b: dict) -> bool:
+    def flat(x, prefix=""):
+        if isinstance(x, dict):
+            for k, v in x.items():
+                yield from flat(v, f"{prefix}.{k}")
+        elif isinstance(x, (list, tuple)):
+            for i, v in enumerate(x):
+                yield from flat(v, f"{prefix}[{i}]")
+        else:
+            yield prefix, x
+
+    fa, fb = dict(flat(a)), dict(flat(b))
+    if fa.keys() != fb.keys():
+        return False
+    return all(torch.equal(fa[k], fb[k]) if isinstance(fa[k], torch.Tensor) else fa[k] == fb[k] for k in fa)
+
+
+@pytest.mark.slow
+def test_resume_after_kill_is_bitwise_equal_to_a_straight_run(tmp_path):
+    data = make_images(tmp_path / "data")
+    straight = run_cli(tiny_overrides(data, tmp_path / "exp", name="straight"))
+    assert straight.returncode == 0, straight.stderr[-2000:]
+
+    args = tiny_overrides(data, tmp_path / "exp", name="killed")
+    killed = run_cli(args, {"DUALSR_DEBUG_EXIT_AT_ITER": "6"})  # dies at 6, last state at 4
+    assert killed.returncode == 3, killed.stderr[-2000:]
+    states = tmp_path / "exp" / "killed" / "training_states"
+    assert sorted(p.name for p in states.iterdir()) == ["4.state"]
+    resumed = run_cli(args + ["--resume"])
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "resumed from" in (tmp_path / "exp" / "killed" / "train.log").read_text()
+
+    for stem in ("net_g_latest", "net_dual_latest", "net_g_8", "net_dual_8"):
+        a = load_file(tmp_path / "exp" / "straight" / "models" / f"{stem}.safetensors")
+        b = load_file(tmp_path / "exp" / "killed" / "models" / f"{stem}.safetensors")
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), stem
+    sa = load_state(tmp_path / "exp" / "straight" / "training_states" / "8.state")
+    sb = load_state(tmp_path / "exp" / "killed" / "training_states" / "8.state")
+    for key in ("models", "optimizers", "schedulers", "best", "iteration"):
+        assert _states_equal({key: sa[key]}, {key: sb[key]}), key
+    # and the run really moved: the weights differ from the state the resume started from
+    start = load_state(states / "4.state")
+    assert not _states_equal({"m": start["models"]}, {"m": sb["models"]})
+
+
+@pytest.mark.slow
+def test_cli_reports_unknown_option_in_one_line(tmp_path):
+    result = run_cli(["name=x", "train.no_such_key=1"])
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        next(line for line in result.stderr.splitlines() if "train.no_such_key" in line)]
