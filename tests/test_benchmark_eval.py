@@ -147,3 +147,15 @@ def test_models_use_last_output_padding_and_inference_mode(tmp_path):
     padded = _BicubicNet(4, multiple=8)
     (score,) = evaluate(padded, [tmp_path / "S"], 4)
     assert padded.seen[0][0] == (16, 16) and score.n == 1
+
+
+def test_evaluation_restores_the_torch_thread_count(tmp_path):
+    _write(tmp_path / "S" / "a.png", np.random.default_rng(4).integers(0, 256, (32, 32, 3), dtype=np.uint8))
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        evaluate(None, [tmp_path / "S"], 4)
+        evaluate(_BicubicNet(4, multiple=1), [tmp_path / "S"], 4)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
