@@ -100,3 +100,36 @@ def test_official_drc_x8_width_files_fit_drn_s_x8(rate):
     widths = read_widths_file(shared_path("drc_configs", f"search_x8p{rate}.txt"))
     model = create_model("drn-s", 8, widths=widths)
     assert model.widths == widths
+
+
+@pytest.mark.slow
+def test_drn_s_pruned_to_official_widths_equals_its_masked_original():
+    from dualsr.compress.baselines import l1_keep
+
+    widths = read_widths_file(shared_path("drc_configs", "search_x4p05.txt"))
+    model = create_model("drn-s", 4).eval()
+    keep = l1_keep(model, widths)
+    pruned = remove_channels(model, keep)
+    assert count_parameters(pruned) == count_parameters(create_model("drn-s", 4, widths=widths))
+    x = torch.rand(1, 3, 12, 12) * 255
+    with torch.no_grad():
+        with channel_masks(model, prunable_layers(model), keep_to_masks(model, keep)):
+            masked = model(x)
+        removed = pruned(x)
+    torch.testing.assert_close(masked[-1], removed[-1], atol=1e-4, rtol=0)
+
+
+def test_rlfn_official_weights_pruned_by_l1_equal_masking():
+    from dualsr.compress.baselines import l1_keep
+    from dualsr.checkpoint import load_weights
+
+    model = load_weights(create_model("rlfn", 4), shared_path("weights", "rlfn", "rlfn_x4.pth")).eval()
+    widths = [w // 2 for w in model.widths]
+    keep = l1_keep(model, widths)
+    # float64: the trained weights make float32 summation-order noise reach ~1e-3 on the 0-255 scale
+    model, pruned = model.double(), remove_channels(model, keep).double()
+    x = torch.rand(1, 3, 20, 20, dtype=torch.float64) * 255
+    with torch.no_grad():
+        with channel_masks(model, prunable_layers(model), keep_to_masks(model, keep)):
+            masked = model(x)
+        torch.testing.assert_close(masked, pruned(x), atol=1e-4, rtol=0)

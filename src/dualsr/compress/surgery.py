@@ -24,7 +24,7 @@ from dualsr.compress.widths import PrunableLayer, current_widths, get_module, pr
 
 def _example_input(model: nn.Module) -> torch.Tensor:
     # 24x24 LR is the smallest size that every supported model runs on (RLFN's ESA pools 7x7)
-    return torch.rand(1, 3, 24, 24) * 255
+    return torch.rand(1, 3, 24, 24, dtype=next(model.parameters()).dtype) * 255
 
 
 def _check_group(model: nn.Module, group, layer: PrunableLayer) -> None:
