@@ -83,16 +83,23 @@ def main() -> int:
     from dualsr.profile import count_macs, count_parameters
 
     root = Path(args.out)
+    root.mkdir(parents=True, exist_ok=True)
+    results_path = root / "results.json"
+    saved = json.loads(results_path.read_text()) if results_path.exists() else {}
     sets = [Path(args.benchmark) / s for s in args.sets]
-    rows = []
     original = build_from_checkpoint(args.weights, name=args.model, scale=args.scale)
-    base = {s.name: (s.psnr, s.ssim) for s in evaluate(original, sets, args.scale)}
-    base_params, base_macs = count_parameters(original), count_macs(original, (96, 96)) / 1e9
+    base = {k: tuple(v) for k, v in saved.get("base", {}).items()}
+    if set(base) != set(args.sets):
+        base = {s.name: (s.psnr, s.ssim) for s in evaluate(original, sets, args.scale)}
+    base_info = (count_parameters(original), count_macs(original, (96, 96)) / 1e9)
+    rows = [r for r in saved.get("rows", []) if set(r["scores"]) == set(args.sets)]
     commands = []
     for seed in args.seeds:
         for variant in args.variants:
             cmd = _compress(args, variant, seed, root)
             commands.append("dualsr " + " ".join(cmd))
+            if any(r["variant"] == variant and r["seed"] == seed for r in rows):
+                continue  # measured by an earlier run of this script
             started = time.time()
             status = dualsr_main(cmd)
             if status != 0:
@@ -106,8 +113,15 @@ def main() -> int:
                          "scores": scores, "pruned_set5": next(iter(pruned.values()))[0],
                          "seconds": summary["seconds"], "wall": time.time() - started})
             print(json.dumps(rows[-1]), flush=True)
-            (root / "results.json").write_text(json.dumps({"base": base, "rows": rows}, indent=1))
+            results_path.write_text(json.dumps({"base": base, "rows": rows}, indent=1))
+            _report(args, sets, base, base_info, rows, commands)
+    _report(args, sets, base, base_info, rows, commands)
+    return 0
 
+
+def _report(args, sets, base, base_info, rows, commands) -> None:
+    """Print the section and (unless --no-report) write it to REPORT.md; called after every run."""
+    base_params, base_macs = base_info
     set_names = [s.name for s in sets]
     head = "| variant | seed | params | G MACs (LR 96²) | " + " | ".join(f"{n} PSNR/SSIM" for n in set_names) + \
         " | Set5 before fine-tune | s: duals / search / prune / fine-tune |"
@@ -121,36 +135,36 @@ def main() -> int:
                      f"{r['gmacs']:.2f} | " + " | ".join(f"{r['scores'][n][0]:.2f} / {r['scores'][n][1]:.4f}"
                                                          for n in set_names)
                      + f" | {r['pruned_set5']:.2f} | {stage} |")
-    means = ["", "Mean over seeds (PSNR, dB):", "", "| variant | " + " | ".join(set_names) + " |",
-             "|---|" + "---|" * len(set_names)]
+    means = ["", "Mean over the seeds measured so far (PSNR, dB):", "",
+             "| variant | seeds | " + " | ".join(set_names) + " |", "|---|---|" + "---|" * len(set_names)]
     for variant in args.variants:
         picked = [r for r in rows if r["variant"] == variant]
         if picked:
-            means.append(f"| {variant} | " + " | ".join(
+            means.append(f"| {variant} | {len(picked)} | " + " | ".join(
                 f"{statistics.mean(r['scores'][n][0] for r in picked):.3f}" for n in set_names) + " |")
     body = "\n".join([
         "## DRC compression (CPU scale)",
         "",
-        f"Model {args.model} x{args.scale} ({args.weights}), rate {args.rate}, training data "
-        f"{', '.join(args.data)}; search {args.search_steps} steps, DR pruning {args.channels_per_step} channel(s) "
-        f"per step, fine-tuning {args.finetune_steps} steps for every variant, batch {args.batch_size}, "
-        f"HR patches {args.gt_size}px. l1/random use DRC's searched widths; uniform matches DRC's parameter "
-        f"count. drc_nodual: lambda = 0 in search and pruning (fine-tuning keeps lambda = 0.1).",
+        f"Model {args.model} x{args.scale} ({Path(args.weights).name}), rate {args.rate}, training data "
+        f"{', '.join(Path(d).name for d in args.data)}; search {args.search_steps} steps, DR pruning "
+        f"{args.channels_per_step} channel(s) per step, fine-tuning {args.finetune_steps} steps for every variant, "
+        f"batch {args.batch_size}, HR patches {args.gt_size}px. l1/random use DRC's searched widths of the same "
+        f"seed; uniform matches DRC's parameter count. drc_nodual: lambda = 0 in search and pruning "
+        f"(fine-tuning keeps lambda = 0.1). Stage times are wall seconds on a CPU shared with other jobs.",
         f"Machine: {machine_line()}.",
         "",
         *lines,
         *means,
         "",
-        "Command: `python benchmarks/bench_compress.py " + " ".join(sys.argv[1:]) + "`; each run is:",
+        "Command: `python benchmarks/bench_compress.py " + " ".join(sys.argv[1:]) + "` (resumable); each run is:",
         "",
         "```",
         *commands,
         "```",
     ])
-    print(body)
+    print(body, flush=True)
     if not args.no_report:
         write_section("compress", body)
-    return 0
 
 
 if __name__ == "__main__":
