@@ -154,9 +154,21 @@ def test_resume_after_kill_is_bitwise_equal_to_a_straight_run(tmp_path):
     assert not _states_equal({"m": start["models"]}, {"m": sb["models"]})
 
 
-@pytest.mark.slow
 def test_cli_reports_unknown_option_in_one_line(tmp_path):
     result = run_cli(["name=x", "train.no_such_key=1"])
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
         next(line for line in result.stderr.splitlines() if "train.no_such_key" in line)]
+
+
+@pytest.mark.parametrize("amp", ["bf16", "fp16"])
+def test_mixed_precision_and_channels_last_train_without_nan(tmp_path, amp):
+    from dualsr.train.trainer import train
+
+    data = make_images(tmp_path / "data")
+    config = resolve({}, tiny_overrides(data, tmp_path / "exp", total=2)
+                     + [f"train.amp={amp}", "train.channels_last=true", "val.val_freq=2"])
+    summary = train(config)
+    assert summary["iteration"] == 2 and np.isfinite(summary["best_psnr"])
+    weights = load_file(tmp_path / "exp" / "run" / "models" / "net_g_latest.safetensors")
+    assert all(torch.isfinite(t).all() and t.dtype == torch.float32 for t in weights.values())

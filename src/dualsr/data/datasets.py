@@ -71,7 +71,8 @@ def build_pyramid_cache(files: Sequence[Path], scale: int) -> list[PyramidImage]
     """Decode, modcrop and make the pyramid of every image once (uint8 in memory)."""
     cache = []
     for path in files:
-        hr = modcrop(read_rgb_uint8(path), scale).float()
+        # float64 like MATLAB's double arithmetic, so rounding to uint8 matches the published LR files
+        hr = modcrop(read_rgb_uint8(path), scale).double()
         levels = make_pyramid(hr[None], scale)
         cache.append(PyramidImage(path, [lv[0].to(torch.uint8) for lv in levels]))
     return cache

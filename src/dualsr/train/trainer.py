@@ -299,6 +299,9 @@ class Trainer:
             torch.manual_seed(int(self.config["seed"]) * 1009 + self.ctx.rank + 7919 * self.start_iter)
         log.info("resumed from %s at iteration %d (saved by %d process(es), now %d)",
                  self._resume_path, self.start_iter, state.get("world_size", 1), self.ctx.world_size)
+        changed = _diff_options(state.get("config", {}), self.config)
+        if changed:
+            log.info("options changed since the state was saved: %s", "; ".join(changed))
 
     def _state(self, iteration: int, rngs: list) -> dict:
         return {
@@ -438,7 +441,8 @@ class Trainer:
                 count += 1
                 if bar is not None:
                     bar.update(1)
-                    bar.set_postfix(loss=f"{float(losses['total']):.3f}", lr=f"{lr:.2e}", refresh=False)
+                    extra = {"left": f"{max(0.0, budget_s - self.elapsed_s()) / 60:.0f}min"} if budget_s else {}
+                    bar.set_postfix(loss=f"{float(losses['total']):.3f}", lr=f"{lr:.2e}", **extra, refresh=False)
                 if iteration % print_freq == 0 or iteration == self.total_iter:
                     keys = sorted(running)
                     means = D.mean_over_ranks(self.ctx, torch.tensor([running[k] / count for k in keys]))
@@ -520,6 +524,18 @@ class Trainer:
             h.close()
             log.removeHandler(h)
         D.teardown()
+
+
+def _diff_options(old: dict, new: dict, prefix: str = "") -> list[str]:
+    """'key: old -> new' for every option that differs between two resolved configs."""
+    out = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += _diff_options(a, b, f"{prefix}{key}.")
+        elif a != b:
+            out.append(f"{prefix}{key}: {a!r} -> {b!r}")
+    return out
 
 
 class _TqdmHandler(logging.Handler):
