@@ -70,6 +70,17 @@ def test_batch_is_a_function_of_seed_rank_and_iteration_with_aligned_levels(tmp_
     assert (lr_from_patch[interior] - a[0][interior]).abs().max() <= 1
 
 
+def test_processes_draw_from_disjoint_shards_of_the_images(tmp_path):
+    from dualsr.data.datasets import PyramidImage
+
+    flat = [PyramidImage(Path(f"{v}.png"), [torch.full((3, 8 * f, 8 * f), v, dtype=torch.uint8) for f in (1, 2, 4)])
+            for v in (10, 20, 30, 40, 50)]
+    sampler = PatchSampler(flat, 4, 32, seed=0)
+    seen = {rank: {int(v) for i in range(30) for v in sampler.batch(i, rank, 4, world_size=2)[-1][:, 0, 0, 0]}
+            for rank in (0, 1)}
+    assert seen == {0: {10, 30, 50}, 1: {20, 40}}
+
+
 def test_existing_experiment_is_not_overwritten_without_resume(tmp_path):
     from dualsr.train.trainer import Trainer
 

@@ -4,7 +4,8 @@ Every image is decoded once, modcropped to a multiple of the scale and its whole
 by the MATLAB resize (as the published LR files are), then kept in memory as uint8 (the 291
 images of T91 + BSD200 take about 60 MB). A batch is a pure function of (seed, rank, iteration):
 no stateful sampler or DataLoader iterator, so a resumed run draws exactly the batches an
-uninterrupted run would have drawn, and each process of a distributed run gets its own stream.
+uninterrupted run would have drawn, and each process of a distributed run gets its own stream
+over its own shard of the images.
 """
 from __future__ import annotations
 
@@ -114,14 +115,19 @@ class PatchSampler:
     def __len__(self) -> int:
         return len(self.images)
 
-    def batch(self, iteration: int, rank: int, size: int) -> list[torch.Tensor]:
-        """The batch of process `rank` at `iteration`: a pure function of (seed, rank, iteration)."""
+    def batch(self, iteration: int, rank: int, size: int, world_size: int = 1) -> list[torch.Tensor]:
+        """The batch of process `rank` at `iteration`: a pure function of (seed, rank, iteration).
+
+        Process `rank` of `world_size` draws from its own shard, images rank, rank + world_size, ...
+        (with fewer images than processes, every process uses all of them).
+        """
         rng = np.random.default_rng([self.seed, rank, iteration])
         s, g = self.scale, self.gt_size
+        shard = self.images[rank::world_size] if len(self.images) >= world_size else self.images
         n_levels = len(self.images[0].levels)
         out: list[list[torch.Tensor]] = [[] for _ in range(n_levels)]
         for _ in range(size):
-            image = self.images[int(rng.integers(len(self.images)))]
+            image = shard[int(rng.integers(len(shard)))]
             h, w = image.levels[-1].shape[-2:]
             # LR top-left, so that the HR crop starts at a multiple of s and every level aligns
             top = int(rng.integers((h - g) // s + 1))

@@ -370,7 +370,7 @@ class Trainer:
         """One update of primal and duals on the batch of `iteration`; returns losses and lr."""
         lr = [s.set_iteration(iteration, min_progress) for s in self.schedulers][0]
         pyramid = [t.to(self.device, non_blocking=True, memory_format=self.memory_format)
-                   for t in self.sampler.batch(iteration, self.ctx.rank, self.batch_per_rank)]
+                   for t in self.sampler.batch(iteration, self.ctx.rank, self.batch_per_rank, self.ctx.world_size)]
         for opt in self.optimizers:
             opt.zero_grad(set_to_none=True)
         with self._autocast():
