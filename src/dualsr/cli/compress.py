@@ -215,7 +215,7 @@ def run(args: argparse.Namespace) -> int:
         started = time.time()
         if args.method == "drc":
             config = PruneConfig(batch_size=args.batch_size, sub_steps=args.sub_steps, dual_weight=search_lambda,
-                                 channels_per_step=args.channels_per_step, seed=args.seed)
+                                 channels_per_step=args.channels_per_step)
             log("dual-regression channel pruning")
             pruned, _keep = dr_prune(model, duals, widths, data, config, state_path=str(out / "prune_state.pt"),
                                      progress=progress)
@@ -235,7 +235,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         started = time.time()
         config = FinetuneConfig(steps=args.finetune_steps, batch_size=args.batch_size, lr=args.finetune_lr,
-                                dual_weight=args.dual_weight, seed=args.seed)
+                                dual_weight=args.dual_weight)
         log(f"fine-tuning ({config.steps} steps)")
         final = finetune(pruned, duals if args.dual_weight else None, data, config,
                          teacher=model if args.distill else None, state_path=str(out / "finetune_state.pt"),

@@ -27,7 +27,6 @@ class FinetuneConfig:
     dual_weight: float = 0.1
     distill_weight: float = 1.0  # used only with a teacher
     save_every: int = 100
-    seed: int = 0
 
 
 def last_conv_name(model: nn.Module) -> str:

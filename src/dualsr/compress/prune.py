@@ -37,7 +37,6 @@ class PruneConfig:
     dual_weight: float = 0.1
     reconstruction_weight: float = 1.0
     channels_per_step: int = 1  # >1 trades fidelity to the paper for speed on a CPU
-    seed: int = 0
 
 
 class _ConsumerOutputs:

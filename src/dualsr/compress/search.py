@@ -11,7 +11,7 @@ The result is K_l at argmax alpha_l for each layer: a width config.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Sequence
 
 import torch
@@ -51,7 +51,6 @@ class SearchConfig:
     fractions: tuple = FRACTIONS
     seed: int = 0
     save_every: int = 50
-    extra: dict = field(default_factory=dict)
 
 
 def _nested_mask(norms: torch.Tensor, candidates: torch.Tensor, probabilities: torch.Tensor) -> torch.Tensor:
@@ -167,7 +166,7 @@ class WidthSearch:
             "alpha_optimizer": self.alpha_optimizer.state_dict(),
             "weight_optimizer": self.weight_optimizer.state_dict(),
             "candidates": self.candidates,
-            "config": {k: v for k, v in asdict(self.config).items() if k != "extra"},
+            "config": asdict(self.config),
         }
 
     def load_state_dict(self, state: dict) -> None:

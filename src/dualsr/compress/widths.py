@@ -240,10 +240,3 @@ def channel_masks(model: nn.Module, layers: Sequence[PrunableLayer],
     finally:
         for handle in handles:
             handle.remove()
-
-
-def parse_widths(text: str) -> list[int]:
-    """Widths from a comma-separated string (`--widths 12,20,...`) or a file path."""
-    if os.path.exists(text):
-        return read_widths_file(text)
-    return [int(x) for x in text.replace(" ", "").split(",") if x]
