@@ -183,3 +183,20 @@ def test_mixed_precision_and_channels_last_train_without_nan(tmp_path, amp):
     assert summary["iteration"] == 2 and np.isfinite(summary["best_psnr"])
     weights = load_file(tmp_path / "exp" / "run" / "models" / "net_g_latest.safetensors")
     assert all(torch.isfinite(t).all() and t.dtype == torch.float32 for t in weights.values())
+
+
+def test_unpaired_lr_images_add_the_closed_loop_term(tmp_path):
+    from dualsr.train.trainer import train
+
+    data = make_images(tmp_path / "data")
+    unpaired = make_images(tmp_path / "lr_only", count=3, size=(20, 24))
+    config = resolve({}, tiny_overrides(data, tmp_path / "exp", total=2)
+                     + [f"datasets.unpaired.dataroot={unpaired}", "datasets.unpaired.batch_size=2",
+                        "datasets.unpaired.lr_size=12", "logger.print_freq=1"])
+    assert train(config)["iteration"] == 2
+    log = (tmp_path / "exp" / "run" / "train.log").read_text()
+    assert "unpaired: 3 LR images" in log and " unpaired " in log
+    with pytest.raises(ConfigError, match="dual_weight"):
+        train(resolve({}, tiny_overrides(data, tmp_path / "exp", name="nodual", total=2)
+                      + [f"datasets.unpaired.dataroot={unpaired}", "datasets.unpaired.batch_size=2",
+                         "train.dual_weight=0"]))

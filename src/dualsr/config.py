@@ -45,6 +45,13 @@ DEFAULTS: dict[str, Any] = {
             "use_transpose": True,
             "min_size": None,  # skip images smaller than this (default gt_size)
         },
+        # optional unlabelled LR images (no HR): they train through the closed-loop dual term only,
+        # the paper's adaptation setting (needs dual_weight > 0)
+        "unpaired": {
+            "dataroot": None,
+            "batch_size": 0,  # total over all processes
+            "lr_size": 48,  # LR patch side
+        },
         "val": {
             "holdout_every": 30,  # every k-th image of the sorted list is held out for validation
             "holdout_offset": 0,

@@ -79,6 +79,11 @@ def build_pyramid_cache(files: Sequence[Path], scale: int) -> list[PyramidImage]
     return cache
 
 
+def build_image_cache(files: Sequence[Path]) -> list[PyramidImage]:
+    """Decode images as they are (a one-level 'pyramid'), e.g. unlabelled LR images."""
+    return [PyramidImage(path, [read_rgb_uint8(path)]) for path in files]
+
+
 def _augment(t: torch.Tensor, hflip: bool, vflip: bool, transpose: bool) -> torch.Tensor:
     if hflip:
         t = t.flip(-1)
@@ -98,7 +103,7 @@ class PatchSampler:
     """
 
     def __init__(self, images: list[PyramidImage], scale: int, gt_size: int, seed: int = 0,
-                 hflip: bool = True, vflip: bool = True, transpose: bool = True):
+                 hflip: bool = True, vflip: bool = True, transpose: bool = True, stream: int = 0):
         if gt_size % scale:
             raise ValueError(f"gt_size {gt_size} is not a multiple of scale {scale}")
         usable = [im for im in images if min(im.levels[-1].shape[-2:]) >= gt_size]
@@ -110,6 +115,7 @@ class PatchSampler:
         self.scale = scale
         self.gt_size = gt_size
         self.seed = seed
+        self.stream = stream  # a second sampler (e.g. unpaired data) draws independent numbers
         self.flips = (hflip, vflip, transpose)
 
     def __len__(self) -> int:
@@ -121,7 +127,8 @@ class PatchSampler:
         Process `rank` of `world_size` draws from its own shard, images rank, rank + world_size, ...
         (with fewer images than processes, every process uses all of them).
         """
-        rng = np.random.default_rng([self.seed, rank, iteration])
+        key = [self.seed, rank, iteration] + ([self.stream] if self.stream else [])
+        rng = np.random.default_rng(key)
         s, g = self.scale, self.gt_size
         shard = self.images[rank::world_size] if len(self.images) >= world_size else self.images
         n_levels = len(self.images[0].levels)

@@ -27,7 +27,7 @@ from torch import nn
 
 from dualsr.config import ConfigError, dump_config
 from dualsr.data.datasets import (
-    PatchSampler, build_pyramid_cache, find_images, split_holdout, validation_pairs,
+    PatchSampler, build_image_cache, build_pyramid_cache, find_images, split_holdout, validation_pairs,
 )
 from dualsr.objective import dual_regression_loss
 from dualsr.train import distributed as D
@@ -107,9 +107,10 @@ class PrimalDualStep(nn.Module):
         self.duals = duals
         self.dual_weight = dual_weight
 
-    def forward(self, pyramid: list[torch.Tensor]) -> dict[str, torch.Tensor]:
+    def forward(self, pyramid: list[torch.Tensor], unpaired_lr: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         outputs = self.primal(pyramid[0])
-        return dual_regression_loss(outputs, pyramid, self.duals, self.dual_weight)
+        unpaired = (self.primal(unpaired_lr), unpaired_lr) if unpaired_lr is not None else None
+        return dual_regression_loss(outputs, pyramid, self.duals, self.dual_weight, unpaired=unpaired)
 
 
 def _save_weights(module: nn.Module, path: Path, metadata: dict | None = None) -> None:
@@ -188,6 +189,7 @@ class Trainer:
         log.setLevel(logging.INFO)
         log.propagate = False
         for h in list(log.handlers):
+            h.close()
             log.removeHandler(h)
         if not self.is_main:
             log.addHandler(logging.NullHandler())
@@ -214,6 +216,22 @@ class Trainer:
         self.sampler = PatchSampler(
             train_cache, self.scale, int(train_opt["gt_size"]), seed=int(c["seed"]),
             hflip=train_opt["use_hflip"], vflip=train_opt["use_vflip"], transpose=train_opt["use_transpose"])
+        self.unpaired_sampler, self.unpaired_per_rank = None, 0
+        unpaired = c["datasets"]["unpaired"]
+        if unpaired["dataroot"] and unpaired["batch_size"]:
+            if not self.dual_weight:
+                raise ConfigError("datasets.unpaired needs train.dual_weight > 0 (it trains the dual term only)")
+            if unpaired["batch_size"] % self.ctx.world_size:
+                raise ConfigError(f"datasets.unpaired.batch_size={unpaired['batch_size']} is not divisible by "
+                                  f"{self.ctx.world_size} processes")
+            lr_size = int(unpaired["lr_size"])
+            self.unpaired_sampler = PatchSampler(
+                build_image_cache(find_images(unpaired["dataroot"])), 1, lr_size, seed=int(c["seed"]),
+                hflip=train_opt["use_hflip"],
+                vflip=train_opt["use_vflip"], transpose=train_opt["use_transpose"], stream=1)
+            self.unpaired_per_rank = int(unpaired["batch_size"]) // self.ctx.world_size
+            log.info("unpaired: %d LR images, %d patches of %dpx per iteration",
+                     len(self.unpaired_sampler), int(unpaired["batch_size"]), lr_size)
         self.val_pairs = validation_pairs(val_cache, val_opt["center_crop"], self.scale, val_opt["max_images"])
         batch = int(train_opt["batch_size"])
         if batch % self.ctx.world_size:
@@ -371,10 +389,15 @@ class Trainer:
         lr = [s.set_iteration(iteration, min_progress) for s in self.schedulers][0]
         pyramid = [t.to(self.device, non_blocking=True, memory_format=self.memory_format)
                    for t in self.sampler.batch(iteration, self.ctx.rank, self.batch_per_rank, self.ctx.world_size)]
+        unpaired_lr = None
+        if self.unpaired_sampler is not None:
+            unpaired_lr = self.unpaired_sampler.batch(iteration, self.ctx.rank, self.unpaired_per_rank,
+                                                      self.ctx.world_size)[0]
+            unpaired_lr = unpaired_lr.to(self.device, non_blocking=True, memory_format=self.memory_format)
         for opt in self.optimizers:
             opt.zero_grad(set_to_none=True)
         with self._autocast():
-            losses = self.ddp(pyramid)
+            losses = self.ddp(pyramid, unpaired_lr)
         total = losses["total"]
         if self.scaler is not None:
             self.scaler.scale(total).backward()
