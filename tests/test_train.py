@@ -200,3 +200,16 @@ def test_unpaired_lr_images_add_the_closed_loop_term(tmp_path):
         train(resolve({}, tiny_overrides(data, tmp_path / "exp", name="nodual", total=2)
                       + [f"datasets.unpaired.dataroot={unpaired}", "datasets.unpaired.batch_size=2",
                          "train.dual_weight=0"]))
+
+
+def test_resume_flag_before_overrides_does_not_swallow_one(monkeypatch):
+    import dualsr.train.trainer as trainer_module
+    from dualsr.cli import main
+
+    seen = {}
+    monkeypatch.setattr(trainer_module, "train", lambda config, resume=None: seen.update(
+        config=config, resume=resume) or {"rank": 1})
+    assert main(["train", "-c", str(REPO / "configs" / "drn_t_x4.yaml"), "--resume", "train.total_iter=7",
+                 "seed=3"]) == 0
+    assert seen["resume"] == "auto"
+    assert seen["config"]["train"]["total_iter"] == 7 and seen["config"]["seed"] == 3

@@ -6,6 +6,7 @@ DistributedDataParallel (gloo on CPU, nccl on GPU).
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -23,6 +24,10 @@ def run(args: argparse.Namespace) -> int:
     from dualsr.config import ConfigError, load_config
 
     overrides = list(args.overrides)
+    if args.resume and "=" in args.resume and not Path(args.resume).exists():
+        # `--resume key=value ...`: argparse gave the first override to --resume's optional value
+        overrides.insert(0, args.resume)
+        args.resume = "auto"
     if args.name:
         overrides.append(f"name={args.name}")
     try:
