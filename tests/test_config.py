@@ -67,3 +67,11 @@ def test_shipped_configs_resolve(path):
     config = load_config(path)
     assert config["name"] and config["network_g"]["type"]
     assert config["datasets"]["train"]["gt_size"] % config["scale"] == 0
+
+
+def test_cli_prints_the_resolved_config(capsys):
+    from dualsr.cli import main
+
+    assert main(["train", "-c", str(REPO / "configs" / "drn_t_x4.yaml"), "--print-config", "seed=5"]) == 0
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed == load_config(REPO / "configs" / "drn_t_x4.yaml", ["seed=5"])

@@ -17,6 +17,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resume", nargs="?", const="auto", default=None, metavar="STATE",
                         help="continue from a training state file, or (no value) from the latest one of this experiment")
     parser.add_argument("--name", default=None, help="experiment name (overrides the config's `name`)")
+    parser.add_argument("--print-config", action="store_true",
+                        help="print the resolved options (defaults + file + overrides) as YAML and exit")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -32,6 +34,11 @@ def run(args: argparse.Namespace) -> int:
         overrides.append(f"name={args.name}")
     try:
         config = load_config(args.config, overrides)
+        if args.print_config:
+            from dualsr.config import dump_config
+
+            print(dump_config(config), end="")
+            return 0
         from dualsr.train.trainer import train
 
         summary = train(config, resume=args.resume)
