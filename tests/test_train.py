@@ -173,12 +173,12 @@ def test_cli_reports_unknown_option_in_one_line(tmp_path):
 
 
 @pytest.mark.parametrize("amp", ["bf16", "fp16"])
-def test_mixed_precision_and_channels_last_train_without_nan(tmp_path, amp):
+def test_mixed_precision_channels_last_and_grad_clip_train_without_nan(tmp_path, amp):
     from dualsr.train.trainer import train
 
     data = make_images(tmp_path / "data")
     config = resolve({}, tiny_overrides(data, tmp_path / "exp", total=2)
-                     + [f"train.amp={amp}", "train.channels_last=true", "val.val_freq=2"])
+                     + [f"train.amp={amp}", "train.channels_last=true", "val.val_freq=2", "train.grad_clip=1.0"])
     summary = train(config)
     assert summary["iteration"] == 2 and np.isfinite(summary["best_psnr"])
     weights = load_file(tmp_path / "exp" / "run" / "models" / "net_g_latest.safetensors")
