@@ -222,3 +222,10 @@ def test_demo_writes_side_by_side_with_psnrs(tmp_path, weights, capsys):
     upscaled = Image.open(tmp_path / "demo" / "upscaled_x4.png")
     assert upscaled.size == Image.open(tmp_path / "demo" / "ground_truth.png").size
     assert sheet.width > 4 * upscaled.width and "side_by_side.png" in out and "PSNR bicubic" in out
+
+
+def test_several_inputs_into_one_file_name_is_refused(tmp_path, capsys, weights):
+    a, b = _rgb(tmp_path / "a.png"), _rgb(tmp_path / "b.png")
+    status, err = upscale(capsys, weights, str(a), str(b), "-o", str(tmp_path / "out.png"))
+    assert status == 2 and len(err) == 1 and "output folder" in err[0]
+    assert not (tmp_path / "out.png").exists()

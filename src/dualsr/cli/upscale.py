@@ -103,6 +103,9 @@ def _plan_outputs(args: argparse.Namespace, files: list[Path]) -> tuple[list[Pat
     )
     if single_file:
         return [output], None
+    if output.suffix.lower() in _WRITABLE and not output.is_dir():
+        raise CommandError(f"{output}: {len(files)} images from {len(args.inputs)} inputs need an output folder, "
+                           "not a file name")
     if output.exists() and not output.is_dir():
         raise CommandError(f"{output}: exists and is not a folder (several outputs need a folder)")
     try:
