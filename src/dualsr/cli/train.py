@@ -10,6 +10,7 @@ from pathlib import Path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of `dualsr train`."""
     parser.add_argument("-c", "--config", "-opt", dest="config", required=True,
                         help="YAML options file (see configs/)")
     parser.add_argument("overrides", nargs="*", metavar="key=value",
@@ -22,6 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Resolve the options and train; user errors become one-line `CommandError`s."""
     from dualsr.cli import CommandError
     from dualsr.config import ConfigError, load_config
 
