@@ -85,6 +85,16 @@ def test_exact_tiling_flag_reports_approximations(tiny_drn):
     assert not Upscaler(tiny_drn, tile=16, tile_pad=0).exact_tiling
 
 
+def test_tiling_a_model_with_grid_dependent_layers_warns():
+    # RLFN's ESA pools with stride 3 and interpolates to the input size: not exactly tileable
+    torch.manual_seed(0)
+    rlfn = create_model("rlfn", SCALE).eval()
+    upscaler = Upscaler(rlfn, tile=8, tile_pad=2)
+    assert not upscaler.exact_tiling
+    with pytest.warns(UserWarning, match="approximates"):
+        upscaler.upscale_planes(smooth_image(12, 12))
+
+
 def test_alpha_is_resized_with_matlab_bicubic_by_tiles(tiny_drn):
     rgb = smooth_image(30, 26)
     alpha = smooth_image(30, 26, seed=5)[:1]

@@ -17,8 +17,11 @@ the cost is one partial forward per attention layer (about 5x a plain pass for d
 for DRN-S, whose 60 attention layers make `global_stats=False` the practical choice there, with
 a documented approximation). A single tile (the whole image) needs no extra pass.
 
-Models with other non-local layers (strided pooling, e.g. RLFN's ESA) tile only approximately;
-`Upscaler.exact_tiling` says which case applies.
+Models with other non-local layers tile only approximately, and badly for RLFN: its ESA blocks
+max-pool with stride 3 and interpolate back to the tile size, and tiles of 32 LR pixels came out
+up to 100 grey levels off (benchmarks/REPORT.md). `Upscaler.exact_tiling` says which case
+applies (a whitelist of layers known to be local), a warning is issued when an approximate
+model is tiled, and `tile="auto"` only tiles when the image does not fit in memory.
 
 Values: models see RGB on the 0-255 scale. Grayscale images run as three equal channels and the
 result is folded back with the channel *mean* (the least-squares projection onto the grey axis;
@@ -83,10 +86,26 @@ def _global_pool_modules(model: nn.Module) -> list[nn.Module]:
     return [m for m in model.modules() if isinstance(m, ChannelAttention)]
 
 
+def _local_module_types() -> tuple[type, ...]:
+    """Module types known to be local and translation-equivariant (on the stride grid of the tiles).
+
+    A whitelist, because a forward can call anything functionally: RLFN's ESA max-pools with
+    stride 3 and interpolates back to the input size inside its forward, so no module type
+    reveals that its output depends on the tile grid (measured: up to 100 grey levels apart).
+    DRN's own blocks are listed after reading their forwards; ChannelAttention is handled by the
+    whole-image statistics passes.
+    """
+    from dualsr.models import drn
+
+    return (nn.Conv2d, nn.ReLU, nn.LeakyReLU, nn.PReLU, nn.GELU, nn.SiLU, nn.Sigmoid, nn.Tanh, nn.Identity,
+            nn.PixelShuffle, nn.Sequential, nn.ModuleList, drn.DRN, drn.MeanShift, drn.DownBlock, drn.RCAB,
+            drn.Upsampler, drn.ChannelAttention)
+
+
 def _has_unhandled_nonlocal_layers(model: nn.Module) -> bool:
-    """True when the model has pooling whose result depends on the tile grid (not exactly tileable)."""
-    pools = (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d, nn.MaxPool2d, nn.AvgPool2d)
-    return any(isinstance(m, pools) for m in model.modules())
+    """True unless every module is known to be local (or is channel attention, handled separately)."""
+    local = _local_module_types()
+    return any(type(m) not in local for m in model.modules())
 
 
 def _probe(model: nn.Module, scale: int, device, dtype, size: int = 16) -> tuple[float, float]:
@@ -129,6 +148,18 @@ def _probe(model: nn.Module, scale: int, device, dtype, size: int = 16) -> tuple
         for h in hooks:
             h.remove()
     return radius, largest / (size * size)
+
+
+def _min_input_size(model: nn.Module, device, dtype) -> int:
+    """The smallest square LR input the model accepts (RLFN's ESA needs 15 pixels, DRN any)."""
+    for size in (1, 2, 4, 8, 16, 32, 64):
+        try:
+            with torch.inference_mode():
+                model(torch.full((1, 3, size, size), 128.0, device=device, dtype=dtype))
+            return size
+        except RuntimeError:
+            continue
+    raise ValueError("the model fails on every input size up to 64x64")
 
 
 def available_memory(device: torch.device | str = "cpu") -> int:
@@ -315,7 +346,9 @@ class Upscaler:
         self.size_multiple = int(getattr(spec, "size_multiple", 1) or 1)
         if self.dtype != torch.float32 and spec is not None and not spec.half_safe:
             warnings.warn(f"{spec.name} is not marked safe in {self.dtype}; expect degraded output", stacklevel=2)
-        radius, activation_per_px = _probe(self.model, self.scale, self.device, self.dtype)
+        self.min_size = _min_input_size(self.model, self.device, self.dtype)
+        radius, activation_per_px = _probe(self.model, self.scale, self.device, self.dtype,
+                                           size=max(16, self.min_size))
         self.receptive_radius = int(math.ceil(radius))
         self.tile_pad = self.receptive_radius if tile_pad is None else int(tile_pad)
         if self.tile_pad < 0:
@@ -327,6 +360,7 @@ class Upscaler:
         self.global_stats = global_stats
         self.progress = progress
         self._pool_modules = _global_pool_modules(self.model)
+        self._warned_approximate = False
 
     # -------------------------------------------------------------------- construction
 
@@ -391,9 +425,14 @@ class Upscaler:
         """(3, h, w) float 0-255 -> (3, h*s, w*s) float32 on CPU."""
         h, w = window.shape[-2:]
         x = window[None].to(device=self.device, dtype=self.dtype).contiguous(memory_format=torch.channels_last)
+        # pad bottom/right by replication to the model's size multiple and minimum size; cropped below
         m = self.size_multiple
-        if m > 1 and (h % m or w % m):
-            x = F.pad(x, (0, (-w) % m, 0, (-h) % m), mode="replicate").contiguous(memory_format=torch.channels_last)
+        pad_h = max((-h) % m, self.min_size - h, 0)
+        pad_w = max((-w) % m, self.min_size - w, 0)
+        pad_h += (-(h + pad_h)) % m
+        pad_w += (-(w + pad_w)) % m
+        if pad_h or pad_w:
+            x = F.pad(x, (0, pad_w, 0, pad_h), mode="replicate").contiguous(memory_format=torch.channels_last)
         out = _final_output(self.model(x))
         s = self.scale
         return out[0, :, : h * s, : w * s].to(device="cpu", dtype=torch.float32)
@@ -427,6 +466,11 @@ class Upscaler:
         out = np.empty((height * s, width * s, channels), dtype=fmt.dtype)
         tile = self.tile_for(height, width)
         tiles = _tiles(height, width, tile, self.tile_pad)
+        if len(tiles) > 1 and not self.exact_tiling and not self._warned_approximate:
+            self._warned_approximate = True
+            warnings.warn(f"{self.name}: tiled output only approximates the untiled one "
+                          f"({'per-tile attention means' if self._pool_modules else 'non-local layers'}, "
+                          f"tile_pad {self.tile_pad})", stacklevel=2)
         use_stats = len(tiles) > 1 and self.global_stats and bool(self._pool_modules)
         n_passes = (len(self._pool_modules) if use_stats else 0) + 1
         with torch.inference_mode(), self._progress(len(tiles) * n_passes, desc) as bar:
