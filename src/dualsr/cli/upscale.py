@@ -121,6 +121,15 @@ def _plan_outputs(args: argparse.Namespace, files: list[Path]) -> tuple[list[Pat
 
 def run(args: argparse.Namespace) -> int:
     """Upscale every input; 0 when all succeeded, 1 when any input failed."""
+    import warnings
+
+    with warnings.catch_warnings():  # library warnings (e.g. approximate tiling) as one-line notes
+        warnings.simplefilter("default")
+        warnings.showwarning = lambda message, *rest, **kw: _note(f"warning: {message}")
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from dualsr.data.imageio import ImageReadError, ImageWriteError, list_images, read_image, write_array
