@@ -227,8 +227,8 @@ class Trainer:
             lr_size = int(unpaired["lr_size"])
             self.unpaired_sampler = PatchSampler(
                 build_image_cache(find_images(unpaired["dataroot"])), 1, lr_size, seed=int(c["seed"]),
-                hflip=train_opt["use_hflip"],
-                vflip=train_opt["use_vflip"], transpose=train_opt["use_transpose"], stream=1)
+                hflip=train_opt["use_hflip"], vflip=train_opt["use_vflip"], transpose=train_opt["use_transpose"],
+                stream=1)
             self.unpaired_per_rank = int(unpaired["batch_size"]) // self.ctx.world_size
             log.info("unpaired: %d LR images, %d patches of %dpx per iteration",
                      len(self.unpaired_sampler), int(unpaired["batch_size"]), lr_size)
