@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import os
 import statistics
 import subprocess
 import sys
@@ -199,7 +198,7 @@ def bench_large(tiles: list[str]) -> str:
     from PIL import Image
 
     label, model, weights = default_model()
-    rows = []
+    rows, first = [], None
     with tempfile.TemporaryDirectory(prefix="dualsr-bench-") as tmp:
         lr_path = Path(tmp) / "lr_1000x750.png"
         Image.fromarray(test_image(750, 1000).round().byte().permute(1, 2, 0).numpy()).save(lr_path)
@@ -220,12 +219,15 @@ def bench_large(tiles: list[str]) -> str:
                 raise SystemExit(f"upscale failed for --tile {tile}:\n{proc.stderr[-2000:]}")
             _, status, inner, maxrss_kb = result[0].split()
             size = Image.open(out).size
+            pixels = np.asarray(Image.open(out), dtype=np.int16)
+            first = pixels if first is None else first
+            diff = int(np.abs(pixels - first).max())
             upscaler = Upscaler(model, tile=None if tile == "0" else (tile if tile == "auto" else int(tile)))
             chosen = upscaler.tile_for(750, 1000)
             n_tiles = len(list(iter_tiles(750, 1000, chosen, upscaler.tile_pad)))
             passes = 1 + (len(upscaler._pool_modules) if n_tiles > 1 else 0)
             rows.append(f"| `--tile {tile}` | {chosen or 'whole image'} | {n_tiles} x {passes} | {size[0]}x{size[1]} | "
-                        f"{wall:.1f} | {float(inner):.1f} | {int(maxrss_kb) / 1024:.0f} |")
+                        f"{wall:.1f} | {float(inner):.1f} | {int(maxrss_kb) / 1024:.0f} | {diff} |")
             print(rows[-1], flush=True)
     command = f"python benchmarks/bench_upscale.py --large --large-tiles {' '.join(tiles)}"
     return "\n".join([
@@ -236,9 +238,10 @@ def bench_large(tiles: list[str]) -> str:
         f"Model: {label}. Each row is one `dualsr upscale` process (PNG in, PNG out); wall time from",
         "the parent (includes Python start-up and imports), the upscale call's own time, and the",
         "process's peak resident memory (ru_maxrss). Passes: tiles x (statistics passes + 1).",
+        "Last column: max |difference| in grey levels from the first row's output.",
         "",
-        "| option | LR tile | tiles x passes | output | wall (s) | upscale (s) | peak RSS (MiB) |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
+        "| option | LR tile | tiles x passes | output | wall (s) | upscale (s) | peak RSS (MiB) | max diff |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
         *rows,
         "",
         "`--tile auto` runs the whole image at once when the planned peak (6x the largest activation)",
