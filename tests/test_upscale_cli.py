@@ -229,3 +229,17 @@ def test_several_inputs_into_one_file_name_is_refused(tmp_path, capsys, weights)
     status, err = upscale(capsys, weights, str(a), str(b), "-o", str(tmp_path / "out.png"))
     assert status == 2 and len(err) == 1 and "output folder" in err[0]
     assert not (tmp_path / "out.png").exists()
+
+
+def test_no_model_option_uses_the_shipped_default(tmp_path, capsys, monkeypatch, weights):
+    import shutil
+
+    import dualsr.weights as shipped_weights
+
+    monkeypatch.setattr(shipped_weights, "WEIGHTS_DIR", tmp_path / "pkg")
+    status = main(["upscale", str(_rgb(tmp_path / "a.png")), "-o", str(tmp_path / "out"), "-q"])
+    assert status == 2 and "not installed" in capsys.readouterr().err
+    (tmp_path / "pkg").mkdir()
+    shutil.copy(weights, tmp_path / "pkg" / "drn_t_x4.safetensors")
+    status = main(["upscale", str(tmp_path / "a.png"), "-o", str(tmp_path / "out"), "-q"])
+    assert status == 0 and Image.open(tmp_path / "out" / "a.png").size == (20, 24)

@@ -55,12 +55,20 @@ def default_weights(stem: str = DEFAULT_STEM) -> DefaultWeights:
         if candidate.is_file():
             config = _read_config(candidate)
             break
+    if not config:  # no YAML: dualsr's safetensors carry the model name and constructor config
+        from dualsr.checkpoint import read_metadata
+
+        meta = read_metadata(path)
+        stored = json.loads(meta.get("config") or "{}")
+        config = {"model": meta.get("model"), "scale": stored.pop("scale", None) or meta.get("scale"),
+                  "kwargs": {k: v for k, v in stored.items() if v is not None}}
     kwargs = config.get("kwargs") or config.get("model_kwargs")
     if kwargs is None:
         kwargs = {k: v for k, v in config.items() if k not in _META_KEYS}
+    kwargs = {k: v for k, v in dict(kwargs).items() if k != "scale"}
     name = config.get("model") or config.get("name") or stem.rsplit("_x", 1)[0].replace("_", "-")
     scale = int(config.get("scale") or stem.rsplit("_x", 1)[-1])
-    return DefaultWeights(path=path, model=str(name), scale=scale, kwargs=dict(kwargs))
+    return DefaultWeights(path=path, model=str(name), scale=scale, kwargs=kwargs)
 
 
 __all__ = ["DEFAULT_STEM", "DefaultWeights", "DefaultWeightsMissing", "WEIGHTS_DIR", "default_weights"]
