@@ -171,14 +171,22 @@ def available_memory(device: torch.device | str = "cpu") -> int:
     if device.type == "cuda":
         free, _total = torch.cuda.mem_get_info(device)
         return int(free)
+    free = None
     try:
         with open("/proc/meminfo") as f:
             for line in f:
                 if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
+                    free = int(line.split()[1]) * 1024
     except OSError:
         pass
-    return 2 * 1024**3  # unknown platform: plan for a modest 2 GiB
+    try:  # a container's cgroup (v2) limit can be far below the host's free memory
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        if limit != "max":
+            room = int(limit) - int(Path("/sys/fs/cgroup/memory.current").read_text())
+            free = room if free is None else min(free, room)
+    except (OSError, ValueError):
+        pass
+    return free if free is not None else 2 * 1024**3  # unknown platform: plan for a modest 2 GiB
 
 
 class _StopForward(Exception):
