@@ -111,19 +111,16 @@ def _has_unhandled_nonlocal_layers(model: nn.Module) -> bool:
     return any(type(m) not in local for m in model.modules())
 
 
-def _probe(model: nn.Module, scale: int, device, dtype, size: int = 16) -> tuple[float, float, list[float]]:
-    """Run a small LR input once: (receptive radius, largest activation per LR pixel, radii at attention).
+def _probe(model: nn.Module, scale: int, device, dtype, size: int = 16) -> tuple[float, float]:
+    """Run a small LR input once and return (receptive radius, largest activation per LR pixel).
 
     The radius is an upper bound in LR pixels: every conv adds its half kernel at the resolution it
     runs on (the U-Net's parallel branches are counted as if chained), strided convs and pixel
-    shuffles add one pixel of grid misalignment, and the input interpolation of DRN adds 2. The
-    same running sum taken at each channel attention's input (in execution order) bounds the
-    context that layer's statistics pass needs.
+    shuffles add one pixel of grid misalignment, and the input interpolation of DRN adds 2.
     """
     radius = 3.0  # bicubic input upsampling (2 LR px) + rounding margin
     largest = 0
     hooks = []
-    attention_radii: list[float] = []
 
     def on_conv(module: nn.Conv2d, inputs, output):
         nonlocal radius
@@ -141,10 +138,7 @@ def _probe(model: nn.Module, scale: int, device, dtype, size: int = 16) -> tuple
             if isinstance(tensor, torch.Tensor):
                 largest = max(largest, tensor.numel())
 
-    pool_modules = set(map(id, _global_pool_modules(model)))
     for m in model.modules():
-        if id(m) in pool_modules:
-            hooks.append(m.register_forward_pre_hook(lambda module, inputs: attention_radii.append(radius)))
         if isinstance(m, nn.Conv2d):
             hooks.append(m.register_forward_hook(on_conv))
         elif isinstance(m, nn.PixelShuffle):
@@ -156,7 +150,7 @@ def _probe(model: nn.Module, scale: int, device, dtype, size: int = 16) -> tuple
     finally:
         for h in hooks:
             h.remove()
-    return radius, largest / (size * size), attention_radii
+    return radius, largest / (size * size)
 
 
 def _min_input_size(model: nn.Module, device, dtype) -> int:
@@ -364,9 +358,8 @@ class Upscaler:
         if self.dtype != torch.float32 and spec is not None and not spec.half_safe:
             warnings.warn(f"{spec.name} is not marked safe in {self.dtype}; expect degraded output", stacklevel=2)
         self.min_size = _min_input_size(self.model, self.device, self.dtype)
-        radius, activation_per_px, attention_radii = _probe(self.model, self.scale, self.device, self.dtype,
-                                                            size=max(16, self.min_size))
-        self._attention_pads = [int(math.ceil(r)) for r in attention_radii]
+        radius, activation_per_px = _probe(self.model, self.scale, self.device, self.dtype,
+                                           size=max(16, self.min_size))
         self.receptive_radius = int(math.ceil(radius))
         self.tile_pad = self.receptive_radius if tile_pad is None else int(tile_pad)
         if self.tile_pad < 0:
@@ -494,14 +487,9 @@ class Upscaler:
         with torch.inference_mode(), self._progress(len(tiles) * n_passes, desc) as bar:
             pooling = _GlobalPooling(self._pool_modules, (height, width)) if use_stats else None
             with pooling if pooling is not None else _null_context():
-                pass_index = 0
                 while pooling is not None and not pooling.complete:
                     pooling.start_pass()
-                    # pass k only needs context for the layers up to the k-th attention layer
-                    pads = self._attention_pads
-                    pass_pad = min(self.tile_pad, pads[pass_index] if pass_index < len(pads) else self.tile_pad)
-                    pass_index += 1
-                    for t in _tiles(height, width, tile, pass_pad):
+                    for t in tiles:
                         pooling.window = (t.wy1 - t.wy0, t.wx1 - t.wx0, *t.core_in_window())
                         try:
                             self._forward(rgb[:, t.wy0:t.wy1, t.wx0:t.wx1])
