@@ -35,7 +35,9 @@ def _compress(args, variant: str, seed: int, root: Path) -> list[str]:
            "--channels-per-step", str(args.channels_per_step), "--dual-warmup-steps", str(args.dual_warmup_steps)]
     if args.model:
         cmd += ["--model", args.model]
-    if variant != "drc":
+    if args.duals:
+        cmd += ["--duals", args.duals]
+    elif variant != "drc":
         cmd += ["--duals", str(drc / "duals.safetensors")]  # every variant starts from the same duals
     if variant == "drc":
         cmd += ["--method", "drc"]
@@ -73,6 +75,8 @@ def main() -> int:
     parser.add_argument("--gt-size", type=int, default=64)
     parser.add_argument("--channels-per-step", type=int, default=2)
     parser.add_argument("--dual-warmup-steps", type=int, default=200)
+    parser.add_argument("--duals", help="trained dual weights for every variant (default: DRC's warmed-up duals)")
+    parser.add_argument("--section", default="compress", help="REPORT.md section to write (one per model)")
     parser.add_argument("--out", default="/tmp/bench_compress")
     parser.add_argument("--no-report", action="store_true", help="print only, leave REPORT.md alone")
     args = parser.parse_args()
@@ -143,7 +147,7 @@ def _report(args, sets, base, base_info, rows, commands) -> None:
             means.append(f"| {variant} | {len(picked)} | " + " | ".join(
                 f"{statistics.mean(r['scores'][n][0] for r in picked):.3f}" for n in set_names) + " |")
     body = "\n".join([
-        "## DRC compression (CPU scale)",
+        f"## DRC compression of {args.model} x{args.scale} (CPU scale)",
         "",
         f"Model {args.model} x{args.scale} ({Path(args.weights).name}), rate {args.rate}, training data "
         f"{', '.join(Path(d).name for d in args.data)}; search {args.search_steps} steps, DR pruning "
@@ -164,7 +168,7 @@ def _report(args, sets, base, base_info, rows, commands) -> None:
     ])
     print(body, flush=True)
     if not args.no_report:
-        write_section("compress", body)
+        write_section(args.section, body)
 
 
 if __name__ == "__main__":
