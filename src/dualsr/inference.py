@@ -15,10 +15,10 @@ the whole image in streaming passes before the output pass: pass k runs every ti
 k-th attention layer (earlier layers already use their global means) and sums the layer's input
 over the tile cores, which partition the image. Tiles are then exact up to float rounding for
 any image once `tile_pad` covers the receptive radius (the default). Memory stays bounded by the
-tile; the cost is one partial forward per attention layer: 3.5-4.7x the untiled time (two runs on
-the shared CPU) for a 4000x3000 x4 output with drn-t (8 attention layers, tiles of 256). For DRN-S (60 attention layers, about
-30 plain passes, estimated) `global_stats=False` is the practical choice, an approximation
-reported by `exact_tiling` and a warning. A single tile (the whole image) needs no extra pass.
+tile; the cost is one partial forward per attention layer: 3.5-4.7x the untiled time (two runs
+on the shared CPU) for a 4000x3000 x4 output with drn-t (8 attention layers, tiles of 256). For
+DRN-S (60 attention layers, about 30 plain passes, estimated) `global_stats=False` is the
+practical choice, an approximation reported by `exact_tiling` and a warning. A single tile (the whole image) needs no extra pass.
 
 Models with other non-local layers tile only approximately, and badly for RLFN: its ESA blocks
 max-pool with stride 3 and interpolate back to the tile size, and tiles of 32 LR pixels came out
