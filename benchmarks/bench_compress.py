@@ -78,6 +78,7 @@ def main() -> int:
     parser.add_argument("--duals", help="trained dual weights for every variant (default: DRC's warmed-up duals)")
     parser.add_argument("--section", default="compress", help="REPORT.md section to write (one per model)")
     parser.add_argument("--out", default="/tmp/bench_compress")
+    parser.add_argument("--note", default="", help="a sentence added to the section (how the runs were made)")
     parser.add_argument("--no-report", action="store_true", help="print only, leave REPORT.md alone")
     args = parser.parse_args()
 
@@ -155,7 +156,7 @@ def _report(args, sets, base, base_info, rows, commands) -> None:
         f"batch {args.batch_size}, HR patches {args.gt_size}px. l1/random use DRC's searched widths of the same "
         f"seed; uniform matches DRC's parameter count. drc_nodual: lambda = 0 in search and pruning "
         f"(fine-tuning keeps lambda = 0.1). Stage times are wall seconds on a CPU shared with other jobs.",
-        f"Machine: {machine_line()}.",
+        f"Machine: {machine_line()}." + (f" {args.note}" if args.note else ""),
         "",
         *lines,
         *means,
