@@ -213,3 +213,28 @@ def test_resume_flag_before_overrides_does_not_swallow_one(monkeypatch):
                  "seed=3"]) == 0
     assert seen["resume"] == "auto"
     assert seen["config"]["train"]["total_iter"] == 7 and seen["config"]["seed"] == 3
+
+
+def test_budget_stop_right_after_a_periodic_checkpoint_still_validates(tmp_path, monkeypatch):
+    from dualsr.train import trainer as trainer_module
+
+    data = make_images(tmp_path / "data")
+    config = resolve({}, tiny_overrides(data, tmp_path / "exp", total=100)
+                     + ["train.max_minutes=1", "val.val_freq=1000"])
+    t = trainer_module.Trainer(config)
+    monkeypatch.setattr(t, "elapsed_s", lambda: 0.0 if t.sampler_calls < 4 else 1e9)
+    t.sampler_calls = 0
+    original = t.train_step
+
+    def counting_step(*a, **k):
+        t.sampler_calls += 1
+        return original(*a, **k)
+
+    monkeypatch.setattr(t, "train_step", counting_step)
+    try:
+        summary = t.fit()
+    finally:
+        t.close()
+    assert summary["iteration"] == 4 and summary["stopped_early"]  # checkpoint freq is 4
+    assert (tmp_path / "exp" / "run" / "models" / "net_g_best.safetensors").is_file()
+    assert load_state(tmp_path / "exp" / "run" / "training_states" / "4.state")["best"]["iter"] == 4

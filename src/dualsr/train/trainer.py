@@ -492,9 +492,11 @@ class Trainer:
             if bar is not None:
                 bar.close()
         iteration = done
-        if iteration != last_saved:
-            if stopped_early and val_freq and iteration % val_freq:
-                self._validate_and_keep_best(iteration, tb)
+        # a run cut short is validated where it stopped (unless it just was), then saved there
+        validated_now = stopped_early and val_freq and iteration > self.start_iter and iteration % val_freq != 0
+        if validated_now:
+            self._validate_and_keep_best(iteration, tb)
+        if iteration != last_saved or validated_now:
             self.save_checkpoint(iteration)
         if tb is not None:
             tb.close()
