@@ -30,9 +30,8 @@ from dualsr.train.trainer import PrimalDualStep, _make_optimizer  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 
 
-def train_step_seconds(name: str, kwargs: dict, scale: int, patch: int, batch: int, dual_weight: float,
-                       iters: int, warmup: int = 1) -> list[float]:
-    """Seconds per training iteration (after `warmup` untimed ones) of the trainer's step."""
+def make_step(name: str, kwargs: dict, scale: int, patch: int, batch: int, dual_weight: float):
+    """A closure running one trainer step (zero_grad, loss, backward, Adam steps) on fixed patches."""
     torch.manual_seed(0)
     model = create_model(name, scale, **kwargs)
     duals = create_dual(model, scale) if dual_weight else None
@@ -41,16 +40,29 @@ def train_step_seconds(name: str, kwargs: dict, scale: int, patch: int, batch: i
     optimizers = [_make_optimizer(model.parameters(), options)]
     optimizers += [_make_optimizer(d.parameters(), options) for d in duals or []]
     pyramid = make_pyramid(torch.rand(batch, 3, patch, patch) * 255, scale)
-    times = []
-    for i in range(warmup + iters):
+
+    def run() -> float:
         t0 = time.perf_counter()
         for opt in optimizers:
             opt.zero_grad(set_to_none=True)
         step(pyramid)["total"].backward()
         for opt in optimizers:
             opt.step()
-        if i >= warmup:
-            times.append(time.perf_counter() - t0)
+        return time.perf_counter() - t0
+
+    return run
+
+
+def interleaved_seconds(steps: list, iters: int, warmup: int = 1) -> list[list[float]]:
+    """Seconds per iteration of each step, run alternately (order flipped every round: A B, B A, ...)
+    so that drifts in the machine's load and who-runs-first effects hit all alike."""
+    times: list[list[float]] = [[] for _ in steps]
+    for i in range(warmup + iters):
+        order = list(enumerate(steps))
+        for k, step in order if i % 2 == 0 else order[::-1]:
+            t = step()
+            if i >= warmup:
+                times[k].append(t)
     return times
 
 
@@ -81,8 +93,8 @@ def main() -> None:
     rows = []
 
     def measure(label: str, name: str, kwargs: dict, patch: int, batch: int) -> None:
-        dual = statistics.median(train_step_seconds(name, kwargs, 4, patch, batch, 0.1, args.iters))
-        plain = statistics.median(train_step_seconds(name, kwargs, 4, patch, batch, 0.0, args.iters))
+        steps = [make_step(name, kwargs, 4, patch, batch, w) for w in (0.1, 0.0)]
+        dual, plain = (statistics.median(t) for t in interleaved_seconds(steps, args.iters))
         rows.append((label, patch, batch, dual, batch / dual, plain, batch / plain, dual / plain))
         print(f"{label}: patch {patch}, batch {batch}: dual {dual:.3f} s/it ({batch / dual:.2f} patches/s), "
               f"no-dual {plain:.3f} s/it ({batch / plain:.2f} patches/s), ratio {dual / plain:.3f}", flush=True)
@@ -104,6 +116,14 @@ def main() -> None:
                           lr, args.repeats)
     print(f"inference 256x256 -> 1024x1024: DRN-S {ms_drn:.0f} ms, {kind} {ms_tiny:.0f} ms, bicubic {ms_bic:.1f} ms")
 
+    from dualsr.profile import count_dual_macs, count_macs
+
+    lr_side = args.patch // 4
+    primal_macs = count_macs(drn_s, (lr_side, lr_side))
+    dual_macs = count_dual_macs(create_dual(drn_s, 4), 4, (lr_side, lr_side))
+    print(f"forward MACs per {args.patch}px patch: primal {primal_macs / 1e9:.1f} G, duals {dual_macs / 1e6:.1f} M "
+          f"({100 * dual_macs / primal_macs:.3f}%)")
+
     command = "python benchmarks/bench_train.py " + " ".join(sys.argv[1:])
     lines = [
         "## Training throughput and inference time (DRN-S x4)",
@@ -113,7 +133,8 @@ def main() -> None:
         "One training iteration = the trainer's step: primal forward, dual models, dual-regression loss,",
         "backward, one Adam step for the primal and one per dual; random HR patches with their MATLAB",
         f"pyramid; median of {args.iters} iterations after one warm-up. Baseline in the same run: the same",
-        "step at lambda = 0 (no dual models).",
+        "step at lambda = 0 (no dual models); the two settings alternate iteration by iteration (order",
+        "flipped every round) so that changes in the machine's load hit both alike.",
         "",
         "| model | HR patch | batch | dual s/it | dual patches/s | no-dual s/it | no-dual patches/s | dual / no-dual time |",
         "| --- | --- | --- | --- | --- | --- | --- | --- |",
@@ -126,8 +147,12 @@ def main() -> None:
         f"{ms_drn:.0f} ms, {kind} preset {ms_tiny:.0f} ms, torch bicubic upsampling {ms_bic:.1f} ms "
         f"(DRN-S / bicubic = {ms_drn / ms_bic:.0f}x).",
         "",
+        f"Why the ratio is about 1: per {args.patch}px HR patch the DRN-S forward is {primal_macs / 1e9:.1f} G",
+        f"multiply-adds and its two dual models add {dual_macs / 1e6:.1f} M ({100 * dual_macs / primal_macs:.3f}%),",
+        "so the cost of dual regression is below this machine's timing noise; ratios under 1 are noise.",
+        "",
         "The CPU is shared with other jobs, so absolute times are noisy; the ratios compare settings",
-        "measured back to back in the same process.",
+        "measured alternately in the same process.",
     ]
     if not args.no_report:
         write_section("train-throughput", "\n".join(lines))
