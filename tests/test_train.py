@@ -238,3 +238,20 @@ def test_budget_stop_right_after_a_periodic_checkpoint_still_validates(tmp_path,
     assert summary["iteration"] == 4 and summary["stopped_early"]  # checkpoint freq is 4
     assert (tmp_path / "exp" / "run" / "models" / "net_g_best.safetensors").is_file()
     assert load_state(tmp_path / "exp" / "run" / "training_states" / "4.state")["best"]["iter"] == 4
+
+
+def test_pruned_model_trains_from_its_file_without_restating_widths(tmp_path):
+    from dualsr.checkpoint import save_weights
+    from dualsr.models import create_model
+    from dualsr.models.drn import full_widths
+    from dualsr.train.trainer import train
+
+    widths = [max(1, w // 2) for w in full_widths(4, n_blocks=1, n_feats=4)]
+    pruned = create_model("drn-t", 4, n_blocks=1, n_feats=4, widths=widths)
+    start = save_weights(pruned, tmp_path / "pruned.safetensors")
+    data = make_images(tmp_path / "data")
+    config = resolve({}, tiny_overrides(data, tmp_path / "exp", total=2) + [f"path.pretrain_network_g={start}"])
+    train(config)
+    trained = load_file(tmp_path / "exp" / "run" / "models" / "net_g_latest.safetensors")
+    assert {k: tuple(v.shape) for k, v in trained.items()} == {k: tuple(v.shape) for k, v in pruned.state_dict().items()}
+    assert any(not torch.equal(trained[k], v) for k, v in pruned.state_dict().items())

@@ -249,13 +249,17 @@ class Trainer:
         kind = net_opt.pop("type")
         # identical initial weights on every rank (DDP would broadcast rank 0's anyway)
         torch.manual_seed(int(c["seed"]))
-        self.model = create_model(kind, self.scale, **net_opt)
-        self.duals = create_dual(self.model, self.scale, **c["network_dual"]) if self.dual_weight else None
         paths = c["path"]
         if paths["pretrain_network_g"]:
-            from dualsr.checkpoint import load_weights
+            # a dualsr file carries its architecture config (e.g. a pruned model's widths), so a
+            # compressed model is fine-tuned without restating its widths in network_g
+            from dualsr.checkpoint import build_for_weights
 
-            load_weights(self.model, paths["pretrain_network_g"], strict=paths["strict_load"])
+            self.model = build_for_weights(kind, self.scale, paths["pretrain_network_g"],
+                                           strict=paths["strict_load"], **net_opt)
+        else:
+            self.model = create_model(kind, self.scale, **net_opt)
+        self.duals = create_dual(self.model, self.scale, **c["network_dual"]) if self.dual_weight else None
         if paths["pretrain_network_dual"] and self.duals is not None:
             from dualsr.checkpoint import load_weights
 
