@@ -121,17 +121,15 @@ def test_safetensors_round_trip_keeps_weights_and_width_config(tmp_path):
 
 
 def test_failed_save_leaves_previous_file_intact(tmp_path, monkeypatch):
-    import safetensors.torch
+    import dualsr.fileio
 
     path = tmp_path / "w.safetensors"
     save_weights({"a": torch.ones(2)}, path)
 
-    def crash_midway(tensors, filename, metadata=None):
-        with open(filename, "wb") as f:
-            f.write(b"half")
+    def crash_midway(fd):  # the new bytes are written, then the disk fails before the rename
         raise OSError("disk full")
 
-    monkeypatch.setattr(safetensors.torch, "save_file", crash_midway)
+    monkeypatch.setattr(dualsr.fileio.os, "fsync", crash_midway)
     with pytest.raises(OSError, match="disk full"):
         save_weights({"a": torch.zeros(2)}, path)
     monkeypatch.undo()

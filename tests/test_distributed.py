@@ -4,10 +4,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
-import torch
 from safetensors.torch import load_file
 
 from test_train import REPO, make_images, tiny_overrides

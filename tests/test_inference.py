@@ -10,7 +10,7 @@ from PIL import Image
 import dualsr.inference as inference
 from dualsr.checkpoint import save_weights
 from dualsr.data.resize import imresize
-from dualsr.inference import FORMAT_FLOAT255, FORMAT_UINT8, Upscaler, iter_tiles
+from dualsr.inference import FORMAT_FLOAT255, Upscaler, iter_tiles
 from dualsr.models import create_model
 from dualsr.models.drn import ChannelAttention
 
@@ -187,7 +187,7 @@ def test_pil_exif_orientation_is_applied(tiny_drn):
     assert Upscaler(tiny_drn).upscale(image).size == (32, 48)
 
 
-def _roundtrip_jpeg(image: Image.Image, exif) -> "io.BytesIO":
+def _roundtrip_jpeg(image: Image.Image, exif):
     import io
 
     buffer = io.BytesIO()

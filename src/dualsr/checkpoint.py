@@ -16,13 +16,14 @@ import json
 import os
 import pickle
 import re
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Union
 
 import torch
 from torch import nn
+
+from dualsr.fileio import write_bytes_atomic
 
 Source = Union[str, os.PathLike, Mapping, list]
 
@@ -274,7 +275,7 @@ def save_weights(module_or_state: nn.Module | Mapping[str, torch.Tensor] | list,
     pruned model can be rebuilt from its file. A list of state dicts is stored as '0.*', '1.*', ...
     Non-string metadata values are JSON-encoded.
     """
-    from safetensors.torch import save_file
+    from safetensors.torch import save as serialize
 
     path = Path(path)
     meta: dict[str, str] = {"format": "pt", "dualsr": "1"}
@@ -301,17 +302,7 @@ def save_weights(module_or_state: nn.Module | Mapping[str, torch.Tensor] | list,
             t = t.clone()
         seen_storage.add(t.untyped_storage().data_ptr())
         tensors[key] = t
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata=meta)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+    return write_bytes_atomic(path, serialize(tensors, metadata=meta))
 
 
 # ---------------------------------------------------------------------------------------- helpers

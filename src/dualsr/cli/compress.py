@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 from dualsr.cli import CommandError
+from dualsr.fileio import write_text_atomic
 
 METHODS = ("drc", "l1", "random", "uniform")
 
@@ -114,7 +115,11 @@ def run(args: argparse.Namespace) -> int:
     from dualsr.compress.finetune import FinetuneConfig, finetune
     from dualsr.compress.prune import PruneConfig, dr_prune
     from dualsr.compress.search import SearchConfig, search_widths
-    from dualsr.compress.widths import build_from_checkpoint, save_compressed, write_widths_file
+    from dualsr.compress.widths import (
+        build_from_checkpoint,
+        save_compressed,
+        write_widths_file,
+    )
     from dualsr.models import create_dual
     from dualsr.profile import count_macs, count_parameters
 
@@ -140,9 +145,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"dualsr compress: {message}", flush=True)
 
     def save_summary() -> None:
-        tmp = summary_path.with_name(".summary.json.tmp")
-        tmp.write_text(json.dumps(summary, indent=2) + "\n")
-        tmp.replace(summary_path)
+        write_text_atomic(summary_path, json.dumps(summary, indent=2) + "\n")
 
     model = _load_primal(args).eval()
     name, scale = model.spec.name, model.scale

@@ -21,6 +21,7 @@ import sys
 from pathlib import Path
 
 from dualsr.cli import CommandError
+from dualsr.fileio import write_text_atomic
 
 BENCHMARK_ENV = "DUALSR_BENCHMARK_DIR"
 # Conventional order of the usual sets in tables; other folders follow alphabetically.
@@ -174,13 +175,9 @@ def format_table(results, per_image: bool) -> str:
 
 
 def _write_json(path: Path, payload: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.part")
     try:
-        tmp.write_text(json.dumps(payload, indent=2) + "\n")
-        os.replace(tmp, path)
+        write_text_atomic(path, json.dumps(payload, indent=2) + "\n")
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         raise CommandError(f"{path}: cannot write results ({exc.strerror or exc})") from None
 
 

@@ -10,6 +10,7 @@ from typing import Callable, Sequence
 import torch
 from torch import nn
 
+from dualsr.fileio import atomic_write
 from dualsr.objective import dual_regression_loss
 
 # progress(stage, step, total, info) is called after each step; None = silent
@@ -34,7 +35,13 @@ class CompressData:
 def load_data(roots: str | os.PathLike | Sequence[str | os.PathLike], scale: int, gt_size: int = 48,
               holdout_every: int = 10, seed: int = 0) -> CompressData:
     """Decode the HR images under `roots` once and build the samplers (patches of `gt_size` HR px)."""
-    from dualsr.data.datasets import PatchSampler, build_pyramid_cache, find_images, split_holdout, validation_pairs
+    from dualsr.data.datasets import (
+        PatchSampler,
+        build_pyramid_cache,
+        find_images,
+        split_holdout,
+        validation_pairs,
+    )
 
     files = find_images(roots)
     train_files, val_files = split_holdout(files, holdout_every) if len(files) >= 4 else (files, [])
@@ -110,11 +117,8 @@ def tqdm_progress(stream=None) -> Progress:
 
 def save_state(state: dict, path: str | os.PathLike) -> None:
     """Atomically write a resumable stage state (tensors, numbers, lists, dicts only)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    with atomic_write(path) as handle:
+        torch.save(state, handle)
 
 
 def load_state(path: str | os.PathLike) -> dict | None:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -24,7 +23,9 @@ from typing import Iterator, Sequence
 import torch
 from torch import nn
 
+from dualsr.fileio import write_text_atomic
 from dualsr.models import create_model
+
 
 @dataclass(frozen=True)
 class PrunableLayer:
@@ -130,20 +131,7 @@ def read_widths_file(path: str | os.PathLike) -> list[int]:
 
 def write_widths_file(path: str | os.PathLike, widths: Sequence[int]) -> None:
     """Write widths one per line (readable by `read_widths_file` and by the official DRC code)."""
-    _atomic_write_bytes(Path(path), "".join(f"{int(w)}\n" for w in widths).encode())
-
-
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    write_text_atomic(path, "".join(f"{int(w)}\n" for w in widths))
 
 
 def save_compressed(model: nn.Module, path: str | os.PathLike, extra: dict | None = None) -> Path:

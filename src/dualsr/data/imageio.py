@@ -13,7 +13,6 @@ from __future__ import annotations
 import glob
 import os
 import struct
-import tempfile
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +21,8 @@ from typing import Iterable
 import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
+
+from dualsr.fileio import atomic_write
 
 IMAGE_EXTENSIONS = (".png", ".bmp", ".jpg", ".jpeg", ".tif", ".tiff", ".webp")
 
@@ -175,12 +176,6 @@ def _quantize(values: torch.Tensor, bit_depth: int) -> np.ndarray:
     return out.transpose(1, 2, 0)
 
 
-def _current_umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
 def _png_chunk(kind: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
 
@@ -250,25 +245,15 @@ def write_array(path: str | os.PathLike, array: np.ndarray, quality: int = 95) -
     if not folder.is_dir():
         raise ImageWriteError(path, f"folder {folder} does not exist")
     try:
-        handle = tempfile.NamedTemporaryFile(dir=folder, prefix=f".{path.name}.", suffix=".part", delete=False)
-    except OSError as exc:
-        raise ImageWriteError(path, f"cannot write to folder {folder} ({exc.strerror or exc})") from None
-    tmp = Path(handle.name)
-    try:
-        with handle:
+        with atomic_write(path, make_parents=False) as handle:
             if sixteen and fmt == "PNG" and channels != 1:
                 _write_png16(handle, array)
             else:
                 image = Image.fromarray(np.ascontiguousarray(array[:, :, 0] if channels == 1 else array))
                 options = {"quality": quality} if fmt in ("JPEG", "WEBP") else {}
                 image.save(handle, format=fmt, **options)
-        os.chmod(tmp, 0o666 & ~_current_umask())  # mkstemp makes 0600 files; give the usual mode
-        os.replace(tmp, path)
-    except BaseException as exc:
-        tmp.unlink(missing_ok=True)
-        if isinstance(exc, OSError):
-            raise ImageWriteError(path, f"cannot write ({exc.strerror or exc})") from None
-        raise
+    except OSError as exc:
+        raise ImageWriteError(path, f"cannot write ({exc.strerror or exc})") from None
     return path
 
 

@@ -11,12 +11,13 @@ from __future__ import annotations
 import os
 import random
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+
+from dualsr.fileio import atomic_write
 
 STATE_SUFFIX = ".state"
 
@@ -49,20 +50,9 @@ def restore_rng(state: dict[str, Any]) -> None:
 
 def save_state(state: dict[str, Any], path: str | os.PathLike) -> Path:
     """Write a training state atomically (temporary file in the same folder, then os.replace)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+    with atomic_write(path) as handle:
+        torch.save(state, handle)
+    return Path(path)
 
 
 def load_state(path: str | os.PathLike) -> dict[str, Any]:
