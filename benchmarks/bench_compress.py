@@ -77,7 +77,7 @@ def main() -> int:
     parser.add_argument("--dual-warmup-steps", type=int, default=200)
     parser.add_argument("--duals", help="trained dual weights for every variant (default: DRC's warmed-up duals)")
     parser.add_argument("--section", default="compress", help="REPORT.md section to write (one per model)")
-    parser.add_argument("--out", default="/tmp/bench_compress")
+    parser.add_argument("--out", default=str(REPO / "experiments" / "bench_compress"))
     parser.add_argument("--note", default="", help="a sentence added to the section (how the runs were made)")
     parser.add_argument("--no-report", action="store_true", help="print only, leave REPORT.md alone")
     args = parser.parse_args()
@@ -167,6 +167,8 @@ def _report(args, sets, base, base_info, rows, commands) -> None:
         *commands,
         "```",
     ])
+    # show paths as a reader of the report runs them: from the repository root, shared data beside it
+    body = body.replace(str(REPO) + "/", "").replace(str(REPO.parent) + "/", "../")
     print(body, flush=True)
     if not args.no_report:
         write_section(args.section, body)

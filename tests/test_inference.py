@@ -17,15 +17,6 @@ from dualsr.models.drn import ChannelAttention
 SCALE = 4
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny convolutions on a shared, loaded CPU: OpenMP threads spin-wait each other (100x slower)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def tiny_drn() -> torch.nn.Module:
     """A random drn-t small enough for tests; channel attention and U-Net as in the real model.

@@ -14,15 +14,6 @@ from dualsr.cli import main
 from dualsr.models import create_model
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny convolutions on a shared, loaded CPU: OpenMP threads spin-wait each other (100x slower)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def weights(tmp_path_factory) -> Path:
     """A tiny random drn-t x4; its safetensors metadata carries n_blocks/n_feats for the CLI."""

@@ -18,6 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dualsr.models.widths import resolve_widths
+
 # DIV2K RGB mean used by EDSR/RCAN/DRN, on the 0-1 scale.
 RGB_MEAN = (0.4488, 0.4371, 0.4040)
 
@@ -140,14 +142,7 @@ class DRN(nn.Module):
         super().__init__()
         phases = num_phases(scale)
         full = full_widths(scale, n_blocks, n_feats)
-        widths = list(full) if widths is None else [int(w) for w in widths]
-        if len(widths) != len(full):
-            raise ValueError(
-                f"DRN x{scale} with {n_blocks} blocks has {len(full)} prunable widths, got {len(widths)}"
-            )
-        bad = [i for i, (w, c) in enumerate(zip(widths, full)) if not 1 <= w <= c]
-        if bad:
-            raise ValueError(f"widths out of range [1, full] at positions {bad[:5]}")
+        widths = resolve_widths(widths, full, f"DRN x{scale} with {n_blocks} blocks")
         self.scale = scale
         self.phases = phases
         self.n_blocks = n_blocks

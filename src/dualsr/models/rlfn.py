@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dualsr.models.widths import resolve_widths
+
 WIDTHS_PER_BLOCK = 3
 
 
@@ -79,12 +81,7 @@ class RLFN(nn.Module):
                  widths: list[int] | None = None, n_colors: int = 3):
         super().__init__()
         full = full_widths(n_feats, n_blocks, esa_width)
-        widths = list(full) if widths is None else [int(w) for w in widths]
-        if len(widths) != len(full):
-            raise ValueError(f"RLFN with {n_blocks} blocks has {len(full)} prunable widths, got {len(widths)}")
-        bad = [i for i, (w, c) in enumerate(zip(widths, full)) if not 1 <= w <= c]
-        if bad:
-            raise ValueError(f"widths out of range [1, full] at positions {bad[:5]}")
+        widths = resolve_widths(widths, full, f"RLFN with {n_blocks} blocks")
         self.scale = scale
         self.n_feats = n_feats
         self.n_blocks = n_blocks
