@@ -58,6 +58,7 @@ def main() -> None:
     parser.add_argument("--train", action="store_true", help="train both presets first (about an hour)")
     parser.add_argument("--experiments", type=Path, default=REPO / "experiments")
     parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data" / "benchmark")
+    parser.add_argument("--note", default="", help="a sentence on how the runs were made, added to the section")
     args = parser.parse_args()
 
     from dualsr.checkpoint import build_for_weights
@@ -86,7 +87,7 @@ def main() -> None:
         "`dualsr train -c configs/drn_t_x4_nodual.yaml` side by side, one core each, on T91 + BSD200 minus 10 "
         "held-out validation images; weights = best on that validation split). "
         "`python benchmarks/bench_drn_t.py` re-evaluates existing runs.",
-        f"Machine: {machine_line()}.",
+        f"Machine: {machine_line()}." + (f" {args.note}" if args.note else ""),
         "",
         "| run | lambda | params (primal) | iterations | training time | best val PSNR (held-out train imgs) |",
         "| --- | --- | --- | --- | --- | --- |",
@@ -100,6 +101,15 @@ def main() -> None:
               "", "| method | " + " | ".join(SETS) + " |", "| --- |" + " --- |" * len(SETS)]
     for name, scores in rows.items():
         lines.append(f"| {name} | " + " | ".join(f"{scores[s][0]:.2f} / {scores[s][1]:.4f}" for s in SETS) + " |")
+    shipped = REPO / "src" / "dualsr" / "weights" / "drn_t_x4.safetensors"
+    if shipped.is_file():
+        from safetensors.torch import load_file
+
+        trained = load_file(args.experiments / "drn_t_x4" / "models" / "net_g_best.safetensors")
+        same = trained.keys() == (ship := load_file(shipped)).keys() and all(
+            torch.equal(trained[k], ship[k]) for k in trained)
+        lines += ["", f"The shipped default model (`src/dualsr/weights/drn_t_x4.safetensors`) "
+                  f"{'is' if same else 'is NOT'} the drn_t_x4 row's weights (compared tensor by tensor)."]
     gain = rows["drn_t_x4"]["Set5"][0] - rows["bicubic"]["Set5"][0]
     dual_gain = rows["drn_t_x4"]["Set5"][0] - rows["drn_t_x4_nodual"]["Set5"][0]
     lines += ["", f"Set5 gain over bicubic: {gain:+.2f} dB (dual regression); dual minus no-dual on Set5: "

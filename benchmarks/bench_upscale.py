@@ -6,7 +6,7 @@
           inference/no_grad mode), untiled, output clamped and rounded to uint8.
 --tiling  max |tiled - untiled| in grey levels (uint8) for tile paddings, with whole-image
           channel-attention means (exact mode, the default) and with per-tile means.
---large   a 1000x750 image upscaled x4 to 4000x3000 by `dualsr upscale` in a subprocess per
+--large   a 4000x3000 image (--large-size) upscaled x4 to 16000x12000 by `dualsr upscale` in a subprocess per
           tile setting; wall time and peak resident memory (ru_maxrss of that process).
 
     python benchmarks/bench_upscale.py --speed --tiling [--repeats 3]
@@ -194,14 +194,17 @@ print("RESULT", status, time.perf_counter() - start, resource.getrusage(resource
 """
 
 
-def bench_large(tiles: list[str]) -> str:
+def bench_large(tiles: list[str], size: str = "4000x3000") -> str:
     from PIL import Image
+
+    Image.MAX_IMAGE_PIXELS = None  # the x4 output of a 4000x3000 image is over PIL's bomb limit
 
     label, model, weights = default_model()
     rows, first = [], None
     with tempfile.TemporaryDirectory(prefix="dualsr-bench-") as tmp:
-        lr_path = Path(tmp) / "lr_1000x750.png"
-        Image.fromarray(test_image(750, 1000).round().byte().permute(1, 2, 0).numpy()).save(lr_path)
+        width, height = (int(v) for v in size.lower().split("x"))
+        lr_path = Path(tmp) / f"lr_{width}x{height}.png"
+        Image.fromarray(test_image(height, width).round().byte().permute(1, 2, 0).numpy()).save(lr_path)
         model_args: list[str] = []  # the shipped default model needs no option
         if weights is None:
             from dualsr.checkpoint import save_weights
@@ -218,20 +221,20 @@ def bench_large(tiles: list[str]) -> str:
             if proc.returncode != 0 or not result:
                 raise SystemExit(f"upscale failed for --tile {tile}:\n{proc.stderr[-2000:]}")
             _, status, inner, maxrss_kb = result[0].split()
-            size = Image.open(out).size
+            out_size = Image.open(out).size
             pixels = np.asarray(Image.open(out), dtype=np.int16)
             first = pixels if first is None else first
             diff = int(np.abs(pixels - first).max())
             upscaler = Upscaler(model, tile=None if tile == "0" else (tile if tile == "auto" else int(tile)))
-            chosen = upscaler.tile_for(750, 1000)
-            n_tiles = len(list(iter_tiles(750, 1000, chosen, upscaler.tile_pad)))
+            chosen = upscaler.tile_for(height, width)
+            n_tiles = len(list(iter_tiles(height, width, chosen, upscaler.tile_pad)))
             passes = 1 + (len(upscaler._pool_modules) if n_tiles > 1 else 0)
-            rows.append(f"| `--tile {tile}` | {chosen or 'whole image'} | {n_tiles} x {passes} | {size[0]}x{size[1]} | "
+            rows.append(f"| `--tile {tile}` | {chosen or 'whole image'} | {n_tiles} x {passes} | {out_size[0]}x{out_size[1]} | "
                         f"{wall:.1f} | {float(inner):.1f} | {int(maxrss_kb) / 1024:.0f} | {diff} |")
             print(rows[-1], flush=True)
-    command = f"python benchmarks/bench_upscale.py --large --large-tiles {' '.join(tiles)}"
+    command = f"python benchmarks/bench_upscale.py --large --large-size {size} --large-tiles {' '.join(tiles)}"
     return "\n".join([
-        "## A 4000x3000 output: x4 of a 1000x750 image",
+        f"## A {width}x{height} image upscaled x4",
         "",
         f"`{command}` ({machine_line()}; free memory at the start: {_meminfo_gib():.1f} GiB).",
         "",
@@ -263,6 +266,7 @@ def main() -> int:
     parser.add_argument("--large", action="store_true")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--large-tiles", nargs="+", default=["auto", "256"])
+    parser.add_argument("--large-size", default="4000x3000", metavar="WxH", help="LR input size for --large")
     parser.add_argument("--tiling-weights", action="append", default=[], metavar="NAME=FILE",
                         help="also measure this (trained) checkpoint in --tiling, e.g. drn-t=net_g.safetensors")
     args = parser.parse_args()
@@ -274,7 +278,7 @@ def main() -> int:
         extra = [tuple(item.split("=", 1)) for item in args.tiling_weights]
         write_section("upscale-tiling", bench_tiling(extra))
     if args.large:
-        write_section("upscale-large", bench_large(args.large_tiles))
+        write_section("upscale-large", bench_large(args.large_tiles, args.large_size))
     return 0
 
 
