@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -161,7 +162,7 @@ def _report(args, sets, base, base_info, rows, commands) -> None:
         *lines,
         *means,
         "",
-        "Command: `python benchmarks/bench_compress.py " + " ".join(sys.argv[1:]) + "` (resumable); each run is:",
+        "Command: `python benchmarks/bench_compress.py " + shlex.join(sys.argv[1:]) + "` (resumable); each run is:",
         "",
         "```",
         *commands,
