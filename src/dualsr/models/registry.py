@@ -19,7 +19,7 @@ class ModelSpec:
     value_range: pixel scale of input and output (all models of this project use 255).
     multi_output: forward returns a list [LR, 2x, ..., sx] (DRN) instead of one tensor.
     size_multiple: LR height/width must be a multiple of this (pad otherwise).
-    tile_pad: LR pixels of context each side that make tiled inference equal untiled.
+    (The tiling padding is not stored: `dualsr.inference` derives each model's receptive radius.)
     """
 
     name: str
@@ -28,7 +28,6 @@ class ModelSpec:
     value_range: float = 255.0
     multi_output: bool = False
     size_multiple: int = 1
-    tile_pad: int = 16
     half_safe: bool = True
     description: str = ""
     defaults: dict = field(default_factory=dict)
