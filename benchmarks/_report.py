@@ -8,7 +8,10 @@ from __future__ import annotations
 import os
 import platform
 import re
+import statistics
+import time
 from pathlib import Path
+from typing import Callable
 
 import torch
 
@@ -33,3 +36,15 @@ def write_section(name: str, body: str) -> None:
     tmp = REPORT.with_suffix(".md.tmp")
     tmp.write_text(text)
     os.replace(tmp, REPORT)
+
+
+def median_ms(fn: Callable[[], object], repeats: int) -> float:
+    """Median wall time of `repeats` calls of `fn`, in milliseconds, after one warm-up call
+    (allocator, oneDNN primitive caches)."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - start) * 1000)
+    return statistics.median(times)

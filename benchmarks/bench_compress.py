@@ -7,7 +7,7 @@ Every run is a `dualsr compress` command (resumable: rerun this script to contin
 on the test sets: widths come from the search on training images, and each run is reported.
 
     python benchmarks/bench_compress.py --model rlfn --weights ../shared/weights/rlfn/rlfn_x4.pth \\
-        --data ../shared/data/train/T91 --rate 0.4 --seeds 0 1 --out /tmp/bench_compress
+        --data ../shared/data/train/T91 --rate 0.4 --seeds 0 1 --out experiments/bench_compress
 """
 from __future__ import annotations
 

@@ -12,16 +12,14 @@ from __future__ import annotations
 
 import argparse
 import math
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _report import machine_line, write_section  # noqa: E402
+from _report import machine_line, median_ms, write_section  # noqa: E402
 
 from dualsr.data import resize as resize_module  # noqa: E402
 from dualsr.data.resize import imresize  # noqa: E402
@@ -84,17 +82,6 @@ def loop_imresize(image: torch.Tensor, scale: float) -> torch.Tensor:
     return out
 
 
-def _time(fn, repeats: int) -> float:
-    """Median wall time of `repeats` calls, in milliseconds (one warm-up call first)."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - start) * 1000)
-    return statistics.median(times)
-
-
 def _clear_caches() -> None:
     resize_module._weight_matrix_cpu.cache_clear()
     resize_module._device_cache.clear()
@@ -124,15 +111,15 @@ def main() -> None:
         diff = float((imresize(tensor64, scale) - reference).abs().max())
         diff32 = float((imresize(tensor32, scale).double() - reference).abs().max())
         assert diff < 1e-4 and diff32 < 1e-2, (label, diff, diff32)
-        loop_ms = _time(loop, args.repeats)
-        ours64_ms = _time(lambda: imresize(tensor64, scale), args.repeats)
-        ours32_ms = _time(lambda: imresize(tensor32, scale), args.repeats)
+        loop_ms = median_ms(loop, args.repeats)
+        ours64_ms = median_ms(lambda: imresize(tensor64, scale), args.repeats)
+        ours32_ms = median_ms(lambda: imresize(tensor32, scale), args.repeats)
 
         def cold():
             _clear_caches()
             imresize(tensor32, scale)
 
-        cold_ms = _time(cold, args.repeats)
+        cold_ms = median_ms(cold, args.repeats)
         rows.append((label, loop_ms, ours64_ms, ours32_ms, cold_ms, diff, diff32))
         print(f"{label}: loop {loop_ms:.1f} ms, torch float64 {ours64_ms:.2f} ms ({loop_ms / ours64_ms:.1f}x), "
               f"float32 {ours32_ms:.2f} ms ({loop_ms / ours32_ms:.1f}x), float32 incl. building weights "

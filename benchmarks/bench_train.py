@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _report import machine_line, write_section  # noqa: E402
+from _report import machine_line, median_ms, write_section  # noqa: E402
 
 from dualsr.config import load_config  # noqa: E402
 from dualsr.data.degrade import make_pyramid  # noqa: E402
@@ -69,13 +69,7 @@ def interleaved_seconds(steps: list, iters: int, warmup: int = 1) -> list[list[f
 @torch.no_grad()
 def inference_ms(fn, image: torch.Tensor, repeats: int) -> float:
     """Median wall time of fn(image) in ms, after one warm-up call."""
-    fn(image)
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn(image)
-        times.append(time.perf_counter() - t0)
-    return 1000 * statistics.median(times)
+    return median_ms(lambda: fn(image), repeats)
 
 
 def main() -> None:

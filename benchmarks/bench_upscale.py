@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -30,7 +29,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _report import machine_line, write_section  # noqa: E402
+from _report import machine_line, median_ms, write_section  # noqa: E402
 
 from dualsr.inference import Upscaler, iter_tiles  # noqa: E402
 from dualsr.models import create_model  # noqa: E402
@@ -61,16 +60,6 @@ def test_image(height: int, width: int) -> torch.Tensor:
     return torch.from_numpy(np.asarray(card, dtype=np.float32)).permute(2, 0, 1).contiguous()
 
 
-def _median_ms(fn, repeats: int) -> float:
-    fn()  # warm-up: allocator, oneDNN primitive caches
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - start) * 1000)
-    return statistics.median(times)
-
-
 def naive_upscale(model: torch.nn.Module, image: torch.Tensor) -> np.ndarray:
     """The baseline: one untiled call with autograd recording, then clamp/round to uint8."""
     out = model(image[None])
@@ -93,13 +82,13 @@ def bench_speed(repeats: int) -> str:
         ours = upscaler.upscale_planes(image)
         base = naive_upscale(naive, image)
         diff = int(np.abs(ours.astype(int) - base.astype(int)).max())
-        base_ms = _median_ms(lambda: naive_upscale(naive, image), reps)
-        ours_ms = _median_ms(lambda: upscaler.upscale_planes(image), reps)
+        base_ms = median_ms(lambda: naive_upscale(naive, image), reps)
+        ours_ms = median_ms(lambda: upscaler.upscale_planes(image), reps)
         rows.append(f"| {name} | whole image | {base_ms:.0f} | {ours_ms:.0f} | {base_ms / ours_ms:.2f}x | {diff} |")
         print(rows[-1], flush=True)
         if "drn-s" not in name:  # 61 statistics passes make exact tiling of DRN-S a poor trade
             tiled = Upscaler(module, tile=128)
-            tiled_ms = _median_ms(lambda: tiled.upscale_planes(image), reps)
+            tiled_ms = median_ms(lambda: tiled.upscale_planes(image), reps)
             diff_t = int(np.abs(tiled.upscale_planes(image).astype(int) - base.astype(int)).max())
             n_tiles = len(list(iter_tiles(256, 256, 128, tiled.tile_pad)))
             rows.append(f"| {name} | tile 128, pad {tiled.tile_pad}, exact ({n_tiles} tiles, "
