@@ -171,7 +171,7 @@ def build_from_checkpoint(path: str | os.PathLike, name: str | None = None, scal
     (official .pt/.pth, plain safetensors) pass `name`, `scale` and, for a pruned model, `widths`
     (e.g. `read_widths_file("search_x4p05.txt")`).
     """
-    from dualsr.checkpoint import load_weights
+    from dualsr.checkpoint import build_for_weights
 
     meta = read_model_metadata(path)
     if meta is not None:
@@ -181,14 +181,10 @@ def build_from_checkpoint(path: str | os.PathLike, name: str | None = None, scal
             raise ValueError(f"{path} holds an x{meta['scale']} model, not x{scale}")
         name = meta["model"]
         scale = meta["scale"] if meta["scale"] is not None else scale
-        config = {**meta["config"], **config}
     if name is None or scale is None:
         raise ValueError(f"{path} names no model/scale in its metadata: give the model name and scale")
-    if widths is not None:
-        config["widths"] = list(widths)
-    model = create_model(name, scale, **config)
-    load_weights(model, path, strict=True)
-    return model
+    # build_for_weights applies the architecture config stored in the file (widths included)
+    return build_for_weights(name, scale, path, widths=widths, **config)
 
 
 def get_module(model: nn.Module, dotted: str) -> nn.Module:
