@@ -52,10 +52,10 @@ def _compress(args, variant: str, seed: int, root: Path) -> list[str]:
 
 
 def _evaluate(path: Path, sets: list[Path], scale: int) -> dict:
-    from dualsr.compress.widths import build_from_checkpoint
+    from dualsr.checkpoint import load
     from dualsr.evaluate import evaluate
 
-    model = build_from_checkpoint(path)
+    model = load(path).model
     return {s.name: (s.psnr, s.ssim) for s in evaluate(model, sets, scale)}
 
 
@@ -84,7 +84,7 @@ def main() -> int:
     args = parser.parse_args()
 
     from dualsr.cli import main as dualsr_main
-    from dualsr.compress.widths import build_from_checkpoint
+    from dualsr.checkpoint import load
     from dualsr.evaluate import evaluate
     from dualsr.profile import count_macs, count_parameters
 
@@ -93,7 +93,7 @@ def main() -> int:
     results_path = root / "results.json"
     saved = json.loads(results_path.read_text()) if results_path.exists() else {}
     sets = [Path(args.benchmark) / s for s in args.sets]
-    original = build_from_checkpoint(args.weights, name=args.model, scale=args.scale)
+    original = load(args.weights, name=args.model, scale=args.scale).model
     base = {k: tuple(v) for k, v in saved.get("base", {}).items()}
     if set(base) != set(args.sets):
         base = {s.name: (s.psnr, s.ssim) for s in evaluate(original, sets, args.scale)}

@@ -61,7 +61,7 @@ def main() -> None:
     parser.add_argument("--note", default="", help="a sentence on how the runs were made, added to the section")
     args = parser.parse_args()
 
-    from dualsr.checkpoint import build_for_weights
+    from dualsr.checkpoint import load
     from dualsr.data.benchmark import BenchmarkSet
     from dualsr.evaluate import evaluate
 
@@ -76,7 +76,7 @@ def main() -> None:
     for name in RUNS:
         root = args.experiments / name
         weights = root / "models" / "net_g_best.safetensors"
-        model = build_for_weights("drn-t", 4, weights).eval()
+        model = load(weights, "drn-t", 4).model.eval()
         facts[name] = {**run_facts(root), "params": sum(p.numel() for p in model.parameters())}
         rows[name] = {s.name: (s.psnr, s.ssim) for s in evaluate(model, sets, 4)}
 

@@ -25,7 +25,7 @@ from _report import machine_line, median_ms, write_section  # noqa: E402
 from dualsr.config import load_config  # noqa: E402
 from dualsr.data.degrade import make_pyramid  # noqa: E402
 from dualsr.models import create_dual, create_model  # noqa: E402
-from dualsr.train.trainer import PrimalDualStep, _make_optimizer  # noqa: E402
+from dualsr.train.step import PrimalDualStep, make_optimizer  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -37,8 +37,8 @@ def make_step(name: str, kwargs: dict, scale: int, patch: int, batch: int, dual_
     duals = create_dual(model, scale) if dual_weight else None
     step = PrimalDualStep(model, duals, dual_weight)
     options = {"type": "Adam", "lr": 1e-4, "betas": [0.9, 0.999], "eps": 1e-8}
-    optimizers = [_make_optimizer(model.parameters(), options)]
-    optimizers += [_make_optimizer(d.parameters(), options) for d in duals or []]
+    optimizers = [make_optimizer(model.parameters(), options)]
+    optimizers += [make_optimizer(d.parameters(), options) for d in duals or []]
     pyramid = make_pyramid(torch.rand(batch, 3, patch, patch) * 255, scale)
 
     def run() -> float:
@@ -114,7 +114,7 @@ def main() -> None:
 
     lr_side = args.patch // 4
     primal_macs = count_macs(drn_s, (lr_side, lr_side))
-    dual_macs = count_dual_macs(create_dual(drn_s, 4), 4, (lr_side, lr_side))
+    dual_macs = count_dual_macs(drn_s, create_dual(drn_s, 4), (lr_side, lr_side))
     print(f"forward MACs per {args.patch}px patch: primal {primal_macs / 1e9:.1f} G, duals {dual_macs / 1e6:.1f} M "
           f"({100 * dual_macs / primal_macs:.3f}%)")
 

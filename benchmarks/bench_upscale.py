@@ -37,7 +37,7 @@ from dualsr.models import create_model  # noqa: E402
 
 def default_model() -> tuple[str, torch.nn.Module, str | None]:
     """(label, module, weights path) of the shipped default model, or a random drn-t stand-in."""
-    from dualsr.checkpoint import load_weights
+    from dualsr.checkpoint import load
     from dualsr.weights import default_weights
 
     try:
@@ -45,8 +45,7 @@ def default_model() -> tuple[str, torch.nn.Module, str | None]:
     except FileNotFoundError:
         torch.manual_seed(0)
         return "drn-t x4 (random init: default weights not shipped yet)", create_model("drn-t", 4), None
-    model = create_model(shipped.model, shipped.scale, **shipped.kwargs)
-    load_weights(model, shipped.path)
+    model = load(shipped.path).model
     return f"{shipped.model} x{shipped.scale} (shipped {shipped.path.name})", model, str(shipped.path)
 
 
@@ -92,7 +91,7 @@ def bench_speed(repeats: int) -> str:
             diff_t = int(np.abs(tiled.upscale_planes(image).astype(int) - base.astype(int)).max())
             n_tiles = len(list(iter_tiles(256, 256, 128, tiled.tile_pad)))
             rows.append(f"| {name} | tile 128, pad {tiled.tile_pad}, exact ({n_tiles} tiles, "
-                        f"{len(tiled._pool_modules)} statistics passes) | {base_ms:.0f} | {tiled_ms:.0f} | "
+                        f"{len(tiled.pool_layers)} statistics passes) | {base_ms:.0f} | {tiled_ms:.0f} | "
                         f"{base_ms / tiled_ms:.2f}x | {diff_t} |")
             print(rows[-1], flush=True)
     command = f"python benchmarks/bench_upscale.py --speed --repeats {repeats}"
@@ -127,7 +126,7 @@ def _tiling_rows(label: str, model: torch.nn.Module, image: torch.Tensor) -> tup
         for global_stats in (True, False):
             up = Upscaler(model, tile=32, tile_pad=pad, global_stats=global_stats)
             cells.append(int(np.abs(up.upscale_planes(image).astype(int) - untiled).max()))
-        if not Upscaler(model)._pool_modules:
+        if not Upscaler(model).pool_layers:
             cells[1] = "(no channel attention)"
         rows.append(f"| {label} | {pad}{' (receptive radius)' if pad == radius else ''} | {cells[0]} | {cells[1]} |")
         print(rows[-1], flush=True)
@@ -135,16 +134,16 @@ def _tiling_rows(label: str, model: torch.nn.Module, image: torch.Tensor) -> tup
 
 
 def bench_tiling(extra: list[tuple[str, str]]) -> str:
-    from dualsr.checkpoint import build_for_weights
+    from dualsr.checkpoint import load
 
     image = test_image(96, 128)
     label, model, _ = default_model()
     models = [(label, model)]
     for name, weights in extra:  # e.g. a trained checkpoint: drn-t=/path/net_g_best.safetensors
-        models.append((f"{name} ({Path(weights).name}, trained)", build_for_weights(name, 4, weights)))
+        models.append((f"{name} ({Path(weights).name}, trained)", load(weights, name, 4).model))
     rlfn = Path(__file__).resolve().parents[2] / "shared" / "weights" / "rlfn" / "rlfn_x4.pth"
     if rlfn.is_file():
-        models.append(("rlfn x4 (official weights)", build_for_weights("rlfn", 4, rlfn)))
+        models.append(("rlfn x4 (official weights)", load(rlfn, "rlfn", 4).model))
     rows, radii = [], []
     for name, module in models:
         model_rows, radius = _tiling_rows(name, module, image)
@@ -217,7 +216,7 @@ def bench_large(tiles: list[str], size: str = "4000x3000") -> str:
             upscaler = Upscaler(model, tile=None if tile == "0" else (tile if tile == "auto" else int(tile)))
             chosen = upscaler.tile_for(height, width)
             n_tiles = len(list(iter_tiles(height, width, chosen, upscaler.tile_pad)))
-            passes = 1 + (len(upscaler._pool_modules) if n_tiles > 1 else 0)
+            passes = 1 + (len(upscaler.pool_layers) if n_tiles > 1 else 0)
             rows.append(f"| `--tile {tile}` | {chosen or 'whole image'} | {n_tiles} x {passes} | {out_size[0]}x{out_size[1]} | "
                         f"{wall:.1f} | {float(inner):.1f} | {int(maxrss_kb) / 1024:.0f} | {diff} |")
             print(rows[-1], flush=True)

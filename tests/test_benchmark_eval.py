@@ -7,7 +7,6 @@ head 31.61, woman 26.47.
 from __future__ import annotations
 
 import json
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -20,6 +19,7 @@ from dualsr.cli import main
 from dualsr.data.benchmark import BenchmarkSet
 from dualsr.data.resize import imresize
 from dualsr.evaluate import evaluate
+from dualsr.models import ModelSpec
 
 @pytest.fixture
 def one_thread():
@@ -129,7 +129,7 @@ class _BicubicNet(nn.Module):
     def __init__(self, scale: int, multiple: int):
         super().__init__()
         self.scale, self.seen = scale, []
-        self.spec = SimpleNamespace(multi_output=True, size_multiple=multiple)
+        self.spec = ModelSpec("bicubic-net", builder=_BicubicNet, scales=(scale,), size_multiple=multiple)
 
     def forward(self, x):
         self.seen.append((tuple(x.shape[-2:]), self.training, torch.is_inference_mode_enabled()))

@@ -9,7 +9,7 @@ import torch
 from dualsr.checkpoint import (
     UnsafeCheckpointError,
     WeightsMismatchError,
-    build_for_weights,
+    load,
     load_weights,
     read_metadata,
     save_weights,
@@ -78,7 +78,7 @@ def test_x8_weights_into_x4_model_name_the_scale():
 def test_drn_l_weights_into_drn_s_name_the_preset():
     with torch.device("meta"):
         big = create_model("drn-l", 4).state_dict()
-    with pytest.raises(WeightsMismatchError, match=r"wrong preset.*DRN-L x4.*DRN-S x4") as info:
+    with pytest.raises(WeightsMismatchError, match=r"wrong preset.*drn-l x4.*drn-s x4") as info:
         load_weights(create_model("drn-s", 4), big)
     assert "\n" not in str(info.value)
 
@@ -111,7 +111,7 @@ def test_safetensors_round_trip_keeps_weights_and_width_config(tmp_path):
     path = save_weights(model, tmp_path / "sub" / "pruned.safetensors", metadata={"iteration": 7})
     assert read_metadata(path)["iteration"] == "7" and read_metadata(path)["model"] == "drn-t"
     assert [p.name for p in path.parent.iterdir()] == ["pruned.safetensors"]  # no temp file left
-    rebuilt = build_for_weights("drn-t", 4, path)  # n_blocks and widths come from the file
+    rebuilt = load(path).model  # name, scale, n_blocks and widths come from the file
     x = torch.rand(1, 3, 5, 4) * 255
     assert torch.equal(rebuilt(x)[-1], model(x)[-1])
     duals = create_dual(model, 4)

@@ -9,7 +9,8 @@ from PIL import Image
 
 from dualsr.cli import main
 from dualsr.compress.search import candidate_widths
-from dualsr.compress.widths import build_from_checkpoint, prunable_layers, read_widths_file
+from dualsr.checkpoint import load, read_widths_file
+from dualsr.compress.layers import prunable_layers
 from dualsr.models import create_model
 
 
@@ -39,11 +40,10 @@ def test_l1_compress_writes_a_model_that_the_loaders_rebuild(setup):
     out = root / "l1"
     assert main(_common(weights, hr, out) + ["--method", "l1"]) == 0
     widths = read_widths_file(out / "widths.txt")
-    model = build_from_checkpoint(out / "compressed.safetensors")
+    model = load(out / "compressed.safetensors").model
     assert model.widths == widths
-    from dualsr.checkpoint import build_for_weights
 
-    assert build_for_weights("drn-t", 4, str(out / "compressed.safetensors")).widths == widths
+    assert load(str(out / "compressed.safetensors"), "drn-t", 4).model.widths == widths
     summary = json.loads((out / "summary.json").read_text())
     assert summary["params"] < summary["original_params"]
     assert set(summary["seconds"]) >= {"prune", "finetune"}

@@ -13,7 +13,7 @@ from dualsr.compress.common import load_data
 from dualsr.compress.finetune import FinetuneConfig, finetune
 from dualsr.compress.prune import PruneConfig, dr_prune
 from dualsr.compress.search import SearchConfig, WidthSearch, candidate_widths, search_widths
-from dualsr.compress.widths import consumer_l1_norms, prunable_layers
+from dualsr.compress.layers import consumer_l1_norms, prunable_layers
 from dualsr.models import create_dual, create_model
 from dualsr.profile import count_parameters
 

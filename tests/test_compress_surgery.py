@@ -6,8 +6,8 @@ import torch
 from conftest import shared_path
 
 from dualsr.compress.surgery import keep_to_masks, remove_channels
-from dualsr.compress.widths import (build_from_checkpoint, channel_masks, prunable_layers, read_widths_file,
-                                    save_compressed)
+from dualsr.checkpoint import load, read_widths_file, save_weights
+from dualsr.compress.layers import channel_masks, prunable_layers
 from dualsr.models import create_model
 from dualsr.profile import count_macs, count_parameters
 
@@ -79,8 +79,8 @@ def test_compressed_checkpoint_rebuilds_from_its_own_metadata(name, tmp_path):
     model = _tiny(name)
     pruned = remove_channels(model, _random_keep(model, 0.25))
     path = tmp_path / "pruned.safetensors"
-    save_compressed(pruned, path)
-    loaded = build_from_checkpoint(path).eval()
+    save_weights(pruned, path)
+    loaded = load(path).model.eval()
     assert loaded.widths == pruned.widths
     x = torch.rand(1, 3, 24, 24) * 255
     with torch.no_grad():

@@ -15,19 +15,21 @@ pytestmark = pytest.mark.slow
 
 def _torchrun(args: list[str], env: dict, nproc: int = 2) -> subprocess.CompletedProcess:
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(nproc),
-           "-m", "dualsr", "train", "-c", str(REPO / "configs" / "drn_t_x4.yaml"), *args]
+           str(REPO / "tests" / "train_driver.py"), str(REPO / "configs" / "drn_t_x4.yaml"), *args]
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180, cwd=REPO)
 
 
 def test_two_gloo_processes_keep_identical_weights_and_only_rank0_writes(tmp_path):
     from dualsr.models import create_dual, create_model
-    from dualsr.train.trainer import weights_checksum, PrimalDualStep
+    from dualsr.train.step import PrimalDualStep
+    from train_driver import weights_checksum
 
     data = make_images(tmp_path / "data", count=8)
     sums = tmp_path / "sums"
     sums.mkdir()
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "DUALSR_DEBUG_CHECKSUM_DIR": str(sums)}
-    args = tiny_overrides(data, tmp_path / "exp", total=6) + ["datasets.train.batch_size=4", "num_threads=1"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    args = ["--checksums", str(sums)] + tiny_overrides(data, tmp_path / "exp", total=6) + [
+        "datasets.train.batch_size=4", "num_threads=1"]
     result = _torchrun(args, env)
     assert result.returncode == 0, result.stderr[-3000:]
 
@@ -53,11 +55,10 @@ def test_two_gloo_processes_keep_identical_weights_and_only_rank0_writes(tmp_pat
     assert "2 process(es)" in log
 
     # resume the 2-process run in one process (world size changed), two more iterations
-    resumed = subprocess.run(
-        [sys.executable, "-m", "dualsr", "train", "-c", str(REPO / "configs" / "drn_t_x4.yaml"),
-         *tiny_overrides(data, tmp_path / "exp", total=8), "datasets.train.batch_size=4", "--resume"],
-        env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=120, cwd=REPO)
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    from dualsr.cli import main
+
+    assert main(["train", "-c", str(REPO / "configs" / "drn_t_x4.yaml"),
+                 *tiny_overrides(data, tmp_path / "exp", total=8), "datasets.train.batch_size=4", "--resume"]) == 0
     log = (root / "train.log").read_text()
     assert "at iteration 6 (saved by 2 process(es), now 1)" in log
     assert (root / "training_states" / "8.state").is_file()

@@ -98,14 +98,14 @@ def test_alpha_is_resized_with_matlab_bicubic_by_tiles(tiny_drn):
 
 def test_auto_tile_follows_free_memory(tiny_drn, monkeypatch):
     upscaler = Upscaler(tiny_drn, tile="auto")
-    monkeypatch.setattr(inference, "available_memory", lambda device: 10**12)
+    monkeypatch.setattr(inference.memory, "available_memory", lambda device: 10**12)
     assert upscaler.tile_for(500, 500) is None
-    monkeypatch.setattr(inference, "available_memory", lambda device: 64 * 1024**2)
+    monkeypatch.setattr(inference.memory, "available_memory", lambda device: 64 * 1024**2)
     tile = upscaler.tile_for(4000, 4000)
     assert tile is not None and 32 <= tile < 4000
     # the planned window fits the budget it was planned for
     window = tile + 2 * upscaler.tile_pad
-    assert window * window * upscaler.bytes_per_lr_pixel <= 64 * 1024**2 * inference._AUTO_MEMORY_FRACTION * 1.1
+    assert window * window * upscaler.bytes_per_lr_pixel <= 64 * 1024**2 * inference.upscaler._AUTO_MEMORY_FRACTION * 1.1
 
 
 def test_pil_rgba_keeps_mode_and_alpha(tiny_drn):
@@ -225,9 +225,7 @@ def test_shipped_default_model_loads_strictly():
     assert out.shape == (8 * shipped.scale, 8 * shipped.scale, 3)
 
 
-def test_default_weights_come_from_yaml_or_file_metadata(tmp_path, monkeypatch):
-    import yaml
-
+def test_default_weights_come_from_the_file_metadata(tmp_path, monkeypatch):
     import dualsr.weights as shipped_weights
 
     monkeypatch.setattr(shipped_weights, "WEIGHTS_DIR", tmp_path)
@@ -236,9 +234,6 @@ def test_default_weights_come_from_yaml_or_file_metadata(tmp_path, monkeypatch):
     save_weights(create_model("drn-t", SCALE, n_blocks=2, n_feats=4), tmp_path / "drn_t_x4.safetensors")
     from_metadata = shipped_weights.default_weights()
     assert (from_metadata.model, from_metadata.scale) == ("drn-t", 4)
-    assert from_metadata.kwargs == {"n_blocks": 2, "n_feats": 4}
-    (tmp_path / "drn_t_x4.yaml").write_text(yaml.safe_dump(
-        {"model": "drn-t", "scale": 4, "kwargs": {"n_blocks": 2, "n_feats": 4}, "description": "test"}))
-    assert shipped_weights.default_weights() == from_metadata
+    assert from_metadata.config == {"n_blocks": 2, "n_feats": 4, "widths": None}
     upscaler = Upscaler()  # no model given: the shipped one, loaded strictly
     assert upscaler.name == "drn-t" and upscaler.model.n_blocks == 2

@@ -40,9 +40,16 @@ def tiny_overrides(data: Path, root: Path, name: str = "run", total: int = 8) ->
             "logger.progress_bar=false", f"path.experiments_root={root}", "device=cpu"]
 
 
-def run_cli(args: list[str], env_extra: dict | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", **(env_extra or {})}
+def run_cli(args: list[str], timeout: float = 120) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "dualsr", "train", "-c", str(REPO / "configs" / "drn_t_x4.yaml"), *args]
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout, cwd=REPO)
+
+
+def run_driver(args: list[str], timeout: float = 120) -> subprocess.CompletedProcess:
+    """tests/train_driver.py: the trainer with test-only controls (abrupt exit, weight checksums)."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, str(REPO / "tests" / "train_driver.py"), str(REPO / "configs" / "drn_t_x4.yaml"), *args]
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout, cwd=REPO)
 
 
@@ -109,7 +116,7 @@ def test_time_budget_ends_with_weights_and_a_state(tmp_path):
 
 
 def test_cosine_rate_is_closed_form_and_time_budget_can_only_advance_it():
-    from dualsr.train.trainer import CosineSchedule
+    from dualsr.train.schedule import CosineSchedule
 
     opt = torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))], lr=1e-3)
     sched = CosineSchedule(opt, total=100, eta_min=1e-7)
@@ -139,17 +146,18 @@ def _states_equal(a: dict, b: dict) -> bool:
 
 @pytest.mark.slow
 def test_resume_after_kill_is_bitwise_equal_to_a_straight_run(tmp_path):
+    from dualsr.cli import main
+
+    config = str(REPO / "configs" / "drn_t_x4.yaml")
     data = make_images(tmp_path / "data")
-    straight = run_cli(tiny_overrides(data, tmp_path / "exp", name="straight"))
-    assert straight.returncode == 0, straight.stderr[-2000:]
+    assert main(["train", "-c", config, *tiny_overrides(data, tmp_path / "exp", name="straight")]) == 0
 
     args = tiny_overrides(data, tmp_path / "exp", name="killed")
-    killed = run_cli(args, {"DUALSR_DEBUG_EXIT_AT_ITER": "6"})  # dies at 6, last state at 4
+    killed = run_driver(["--exit-at", "6", *args])  # a separate process that dies at 6, last state at 4
     assert killed.returncode == 3, killed.stderr[-2000:]
     states = tmp_path / "exp" / "killed" / "training_states"
     assert sorted(p.name for p in states.iterdir()) == ["4.state"]
-    resumed = run_cli(args + ["--resume"])
-    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert main(["train", "-c", config, *args, "--resume"]) == 0
     assert "resumed from" in (tmp_path / "exp" / "killed" / "train.log").read_text()
 
     for stem in ("net_g_latest", "net_dual_latest", "net_g_8", "net_dual_8"):

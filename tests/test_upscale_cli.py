@@ -175,7 +175,7 @@ def test_weights_of_the_wrong_scale_are_refused(tmp_path, capsys, weights):
     assert not (tmp_path / "out" / "a.png").exists()
 
 
-@pytest.mark.parametrize("model, problem", [("drn-s", "wrong preset"), ("rlfn", "missing keys")])
+@pytest.mark.parametrize("model, problem", [("drn-s", "wrong preset"), ("rlfn", "wrong model")])
 def test_weights_of_another_architecture_are_refused(tmp_path, capsys, weights, model, problem):
     src = _rgb(tmp_path / "a.png")
     status = main(["upscale", str(src), "-o", str(tmp_path / "out"), "--model", model, "--weights",

@@ -1,7 +1,7 @@
 """dualsr: lightweight single-image super-resolution with dual regression learning.
 
-The public API is small: build a model by name, its dual models, load weights of any supported
-format, and upscale images.
+The public API is small: `load` any supported weights file into its model (the one door), build
+a model by name and its dual models, register a new architecture's spec, and upscale images.
 """
 from __future__ import annotations
 
@@ -12,7 +12,12 @@ __version__ = "0.1.0"
 # Public name -> module that defines it. Resolved on first use so that `import dualsr` stays
 # cheap and a command only imports what it needs.
 _PUBLIC = {
+    "load": "dualsr.checkpoint",
+    "save_weights": "dualsr.checkpoint",
     "create_model": "dualsr.models",
+    "get_spec": "dualsr.models",
+    "register_model": "dualsr.models",
+    "detect": "dualsr.models",
     "create_dual": "dualsr.models",
     "list_models": "dualsr.models",
     "load_weights": "dualsr.checkpoint",

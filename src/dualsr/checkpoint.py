@@ -1,6 +1,12 @@
-"""Reading and writing model weights: every format users bring, strict by default, never unpickling code.
+"""The one door for weights files: `load` turns any supported file into a model, `save_weights` writes.
 
-Accepted sources for `load_weights`:
+`load(source, name=None, scale=None, widths=None)` reads a file, finds which registered model it
+holds (from dualsr's metadata, else from keys and shapes through each spec's `detect`), checks
+that against a given name and scale, builds the model and loads it strictly. Every command and
+the Python API go through it. `save_weights` is the one writer, with one metadata schema
+(`SCHEMA_VERSION`); files of the earlier layouts are still read.
+
+Accepted sources:
 - this project's `.safetensors` files (written by `save_weights`);
 - official DRN `.pt` files: a plain state dict (DRNS4x.pt ...) or, for dual models, a *list* of
   state dicts (DRNS4x_dual_model.pt ...) that loads into an `nn.ModuleList`;
@@ -13,6 +19,7 @@ Accepted sources for `load_weights`:
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
 import os
 import pickle
 import re
@@ -23,7 +30,7 @@ from typing import Any, Union
 import torch
 from torch import nn
 
-from dualsr.fileio import write_bytes_atomic
+from dualsr.fileio import write_bytes_atomic, write_text_atomic
 
 Source = Union[str, os.PathLike, Mapping, list]
 
@@ -127,7 +134,7 @@ def load_weights(module: nn.Module, src: Source, strict: bool = True) -> nn.Modu
     """Load `src` (path, state dict or list of state dicts) into `module`; returns `module`.
 
     strict=True (default): any missing/unexpected key or shape difference raises
-    WeightsMismatchError with one line that names the mismatch (scale, preset, keys).
+    WeightsMismatchError with one line that names the mismatch (scale, preset, widths, keys).
     strict=False tolerates missing/unexpected keys but never a shape difference.
     """
     name = _name(src)
@@ -146,8 +153,7 @@ def load_weights(module: nn.Module, src: Source, strict: bool = True) -> nn.Modu
         state = {f"{i}.{k}": v for i, sd in enumerate(state) for k, v in sd.items()}
     elif isinstance(module, nn.ModuleList) and len(module) == 1 and not _has_index_prefix(state):
         state = {f"0.{k}": v for k, v in state.items()}  # one dual saved on its own
-    expected = module.state_dict()
-    problem = diagnose(expected, state, module)
+    problem = diagnose(module.state_dict(), state)
     if problem and (strict or problem.startswith(("wrong", "shape"))):
         raise WeightsMismatchError(f"{name}: {problem}")
     module.load_state_dict(state, strict=strict)
@@ -158,12 +164,15 @@ def _has_index_prefix(state: Mapping[str, Any]) -> bool:
     return all(k.split(".", 1)[0].isdigit() for k in state)
 
 
-def diagnose(expected: Mapping[str, torch.Tensor], found: Mapping[str, torch.Tensor],
-             module: nn.Module | None = None) -> str:
-    """One line naming why `found` does not fit `expected` ('' when it fits exactly)."""
-    drn_msg = _diagnose_drn(expected, found)
-    if drn_msg:
-        return drn_msg
+def diagnose(expected: Mapping[str, torch.Tensor], found: Mapping[str, torch.Tensor]) -> str:
+    """One line naming why `found` does not fit `expected` ('' when it fits exactly).
+
+    When the registry recognises both state dicts, the difference is said in the models' terms
+    (scale, preset, widths); otherwise missing, unexpected and mis-shaped keys are listed.
+    """
+    message = _architecture_difference(expected, found)
+    if message:
+        return message
     shape_diffs = [k for k in expected if k in found and tuple(found[k].shape) != tuple(expected[k].shape)]
     missing = [k for k in expected if k not in found]
     unexpected = [k for k in found if k not in expected]
@@ -181,118 +190,220 @@ def diagnose(expected: Mapping[str, torch.Tensor], found: Mapping[str, torch.Ten
     return "; ".join(parts)
 
 
-def describe_drn(state: Mapping[str, torch.Tensor]) -> dict | None:
-    """Architecture of a DRN state dict (phases, scale, n_blocks, n_feats, widths), or None if not DRN."""
-    if "head.weight" not in state or not any(k.startswith("up_blocks.") for k in state):
-        return None
-    from dualsr.models.drn import full_widths
+def _architecture_difference(expected: Mapping[str, torch.Tensor], found: Mapping[str, torch.Tensor]) -> str:
+    from dualsr.models import detect, get_spec
 
-    phases = 1 + max(int(k.split(".")[1]) for k in state if k.startswith("up_blocks."))
-    n_stage0 = 1 + max(int(k.split(".")[2]) for k in state if k.startswith("up_blocks.0."))
-    n_blocks = n_stage0 - 2  # RCABs, then Upsampler, then the 1x1 conv
-    n_feats = int(state["head.weight"].shape[0])
-    widths = []
-    try:
-        widths += [int(state[f"down.{p}.dual_module.0.0.weight"].shape[0]) for p in range(phases)]
-        for i in range(phases):
-            widths += [int(state[f"up_blocks.{i}.{k}.body.0.weight"].shape[0]) for k in range(n_blocks)]
-            widths.append(int(state[f"up_blocks.{i}.{n_blocks}.0.weight"].shape[0]) // 4)
-    except KeyError:
-        widths = None
-    scale = 2**phases
-    pruned = widths is not None and widths != full_widths(scale, n_blocks, n_feats)
-    return {"phases": phases, "scale": scale, "n_blocks": n_blocks, "n_feats": n_feats,
-            "widths": widths, "pruned": pruned}
-
-
-def drn_preset_name(scale: int, n_blocks: int, n_feats: int) -> str:
-    """'DRN-S x4', 'DRN-L x8', or a description of a custom DRN."""
-    from dualsr.models.drn import DRN_L, DRN_S
-
-    for label, table in (("DRN-S", DRN_S), ("DRN-L", DRN_L)):
-        if table.get(scale) == (n_blocks, n_feats):
-            return f"{label} x{scale}"
-    return f"a custom DRN x{scale}"
-
-
-def _diagnose_drn(expected: Mapping[str, torch.Tensor], found: Mapping[str, torch.Tensor]) -> str:
-    want, got = describe_drn(expected), describe_drn(found)
+    want, got = detect(expected), detect(found)
     if want is None or got is None:
         return ""
-    if want["phases"] != got["phases"]:
-        return (f"wrong scale: the file holds a x{got['scale']} DRN ({got['phases']} up stages), "
-                f"the model is x{want['scale']} ({want['phases']} up stages)")
-    if (want["n_blocks"], want["n_feats"]) != (got["n_blocks"], got["n_feats"]):
-        return (f"wrong preset: the file holds {drn_preset_name(got['scale'], got['n_blocks'], got['n_feats'])} "
-                f"(n_blocks={got['n_blocks']}, n_feats={got['n_feats']}), the model is "
-                f"{drn_preset_name(want['scale'], want['n_blocks'], want['n_feats'])} "
-                f"(n_blocks={want['n_blocks']}, n_feats={want['n_feats']})")
-    if want["widths"] is not None and got["widths"] is not None and want["widths"] != got["widths"]:
-        diffs = [i for i, (a, b) in enumerate(zip(want["widths"], got["widths"])) if a != b]
+    want_spec, got_spec = get_spec(want.name), get_spec(got.name)
+    file_label, model_label = got_spec.label(got.scale, got.config), want_spec.label(want.scale, want.config)
+    if want.scale != got.scale and (want.name == got.name or want_spec.family == got_spec.family):
+        return f"wrong scale: the file holds {file_label}, the model is {model_label}"
+    shape = {k: v for k, v in want.config.items() if k != "widths"}
+    if want.name != got.name or shape != {k: v for k, v in got.config.items() if k != "widths"}:
+        same_family = bool(want_spec.family) and want_spec.family == got_spec.family
+        kind = "preset" if same_family else "model"
+        return f"wrong {kind}: the file holds {file_label}, the model is {model_label}"
+    if want.widths is not None and got.widths is not None and want.widths != got.widths:
+        diffs = [i for i, (a, b) in enumerate(zip(want.widths, got.widths)) if a != b]
+        if len(want.widths) != len(got.widths) or not diffs:
+            return f"wrong widths: the file has {len(got.widths)} prunable widths, the model {len(want.widths)}"
         i = diffs[0]
-        kind_f = "pruned" if got["pruned"] else "full"
-        kind_m = "pruned" if want["pruned"] else "full"
+        kind_f = "pruned" if got.config.get("widths") is not None else "full"
+        kind_m = "pruned" if want.config.get("widths") is not None else "full"
         return (f"wrong widths: the file holds a {kind_f} model, the model is {kind_m}; {len(diffs)} of "
-                f"{len(want['widths'])} prunable widths differ, first at position {i}: file {got['widths'][i]} "
-                f"vs model {want['widths'][i]} (build the model from the file's width config)")
+                f"{len(want.widths)} prunable widths differ, first at position {i}: file {got.widths[i]} "
+                f"vs model {want.widths[i]} (build the model from the file's width config)")
     return ""
 
 
-def build_for_weights(name: str, scale: int, weights: Source | None = None,
-                      widths: list[int] | None = None, strict: bool = True, **kw) -> nn.Module:
-    """Build model `name` at `scale` and load `weights` into it (strictly by default).
+@dataclass
+class LoadedModel:
+    """What `load` returns: the model (weights loaded), its spec, scale and constructor config."""
 
-    A pruned model is a width config plus a state dict: a safetensors file written by dualsr
-    stores its constructor config (n_blocks, n_feats, widths, ...), which is used; explicit
-    `widths` (e.g. from a DRC width file) and `kw` override it.
+    model: nn.Module
+    spec: Any
+    scale: int
+    config: dict
+    source: str
+    metadata: dict = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def label(self) -> str:
+        """'DRN-T x4 (n_blocks=4, n_feats=8)', plus '(pruned)' for pruned widths."""
+        pruned = self.config.get("widths") is not None
+        return self.spec.label(self.scale, self.config) + (" (pruned widths)" if pruned else "")
+
+
+def identify(source: Source) -> "Detected | None":
+    """Which registered model a weights file or state dict holds: metadata first, then `detect`."""
+    from dualsr.models import detect
+
+    state = read_weights(source)
+    if isinstance(state, list) or _holds_duals(state):
+        return None
+    stored = describe_metadata(read_metadata(source)) if isinstance(source, (str, os.PathLike)) else None
+    return stored or detect(state)
+
+
+def load(source: Source, name: str | None = None, scale: int | None = None, widths: list[int] | None = None,
+         strict: bool = True, **config) -> LoadedModel:
+    """The model held by `source`, built and loaded strictly; `name` and `scale` default to the file's.
+
+    The file's model, scale and architecture config come from dualsr's metadata, else from its
+    keys and shapes (official DRN `.pt`, RLFN `.pth`, BasicSR wrappers, plain state dicts). A
+    given `name` or `scale` that contradicts the file raises WeightsMismatchError naming both;
+    for a file nothing recognises, `name` (and `scale`, else the model's usual one) is required.
+    `widths` (e.g. from a DRC width file) and `config` override the architecture read from the file.
     """
-    from dualsr.models import create_model
+    from dualsr.models import detect, get_spec, list_models
 
-    if isinstance(weights, (str, os.PathLike)):
-        stored = read_metadata(weights).get("config")
-        if stored:
-            config = {k: v for k, v in json.loads(stored).items() if k != "scale" and v is not None}
-            kw = {**config, **kw}
-    if widths is not None:
-        kw["widths"] = list(widths)
+    label = _name(source)
+    if name is not None:
+        get_spec(name)  # an unknown name is the first thing to report (KeyError naming the known ones)
+    state = read_weights(source)
+    if isinstance(state, list) or _holds_duals(state):
+        count = len(state) if isinstance(state, list) else len({k.split(".", 1)[0] for k in state})
+        raise WeightsError(f"{label}: holds {count} dual model(s), not a primal model; give it as the duals "
+                           "(--duals, dualsr.checkpoint.load_duals)")
+    metadata = read_metadata(source) if isinstance(source, (str, os.PathLike)) else {}
     try:
-        model = create_model(name, scale, **kw)
+        found = describe_metadata(metadata) or detect(state)
     except (ValueError, TypeError) as exc:
-        raise WeightsMismatchError(f"cannot build {name} x{scale}: {_first_line(exc)}") from None
-    if weights is not None:
-        load_weights(model, weights, strict=strict)
-    return model
+        raise WeightsError(f"{label}: unreadable dualsr metadata ({_first_line(exc)})") from None
+    try:
+        spec = get_spec(name if name is not None else found.name) if (name or found) else None
+    except KeyError as exc:
+        raise WeightsError(f"{label}: {exc.args[0]}") from None
+    if spec is None:
+        raise WeightsError(f"{label}: cannot tell which model these weights are for; give the model name "
+                           f"(known: {', '.join(list_models())})")
+    if found is not None:
+        found_spec = get_spec(found.name)
+        held = found_spec.label(found.scale, found.config)
+        if found.name != spec.name:
+            kind = "preset" if found_spec.family and found_spec.family == spec.family else "model"
+            raise WeightsMismatchError(f"{label}: wrong {kind}: the file holds {held}, not {spec.name}")
+        if scale is not None and int(scale) != found.scale:
+            raise WeightsMismatchError(f"{label}: wrong scale: the file holds {held}, not x{scale}")
+        scale = found.scale
+        architecture = {k: v for k, v in found.config.items() if v is not None}
+    else:
+        scale = spec.default_scale_value if scale is None else int(scale)
+        architecture = {}
+    architecture.update(config)
+    if widths is not None:
+        architecture["widths"] = [int(w) for w in widths]
+    try:
+        model = spec.build(scale, **architecture)
+    except (ValueError, TypeError) as exc:
+        raise WeightsMismatchError(f"{label}: cannot build {spec.label(scale, architecture)}: "
+                                   f"{_first_line(exc)}") from None
+    problem = diagnose(model.state_dict(), state)
+    if problem and (strict or problem.startswith(("wrong", "shape"))):
+        raise WeightsMismatchError(f"{label}: {problem}")
+    model.load_state_dict(state, strict=strict)
+    return LoadedModel(model, spec, scale, model.config(), label, metadata)
+
+
+def load_duals(source: Source, model: nn.Module, strict: bool = True) -> nn.ModuleList:
+    """The dual models of `model` with the weights of `source` (official lists or dualsr files)."""
+    from dualsr.models import create_dual
+
+    return load_weights(create_dual(model), source, strict=strict)
+
+
+def _holds_duals(state: Mapping[str, Any]) -> bool:
+    from dualsr.models.dual import is_dual_state
+
+    return is_dual_state(state)
+
+
+# --------------------------------------------------------------------------------------- metadata
+
+# Version 2: role, model, scale and config (constructor arguments without scale) at the top level;
+# free-form entries (iteration, validation PSNR, compression stage, source file) JSON-encoded.
+SCHEMA_VERSION = "2"
+_RESERVED = ("format", "dualsr", "role", "model", "scale", "config")
+
+
+def describe_metadata(metadata: Mapping[str, str]) -> "Detected | None":
+    """The model a dualsr file names (any schema version), or None for files without that metadata.
+
+    Version 1 files (this project's earlier layouts) store the scale inside `config`, and
+    training checkpoints name the model only in `network_g.type`; both are still read.
+    """
+    from dualsr.models import normalize_name
+    from dualsr.models.spec import Detected
+
+    if not metadata or metadata.get("role", "model") != "model":
+        return None
+    name = metadata.get("model")
+    config = json.loads(metadata["config"]) if metadata.get("config") else None
+    if config is None and metadata.get("network_g"):
+        network = json.loads(metadata["network_g"])
+        name = name or network.pop("type", None)
+        config = network
+    if not name or config is None:
+        return None
+    config = dict(config)
+    scale = metadata.get("scale") or config.get("scale")
+    config.pop("scale", None)
+    if scale is None:
+        return None
+    return Detected(normalize_name(name), int(scale), config)
+
+
+def model_metadata(model: nn.Module) -> dict[str, str]:
+    """The schema's entries for a model built by dualsr: role, name, scale, constructor config."""
+    from dualsr.models import spec_of
+
+    config = dict(model.config())
+    scale = config.pop("scale")
+    return {"role": "model", "model": spec_of(model).name, "scale": str(int(scale)), "config": json.dumps(config)}
 
 
 # ---------------------------------------------------------------------------------------- writing
 
 
 def save_weights(module_or_state: nn.Module | Mapping[str, torch.Tensor] | list, path: str | os.PathLike,
-                 metadata: Mapping[str, Any] | None = None) -> Path:
-    """Write weights as safetensors, atomically (temp file in the same folder, then os.replace).
+                 metadata: Mapping[str, Any] | None = None, duals_of: nn.Module | None = None) -> Path:
+    """Write weights as safetensors, atomically, with the metadata schema (`SCHEMA_VERSION`).
 
-    A module's `.config()` (e.g. DRN widths) and `.spec.name` are added to the metadata, so a
-    pruned model can be rebuilt from its file. A list of state dicts is stored as '0.*', '1.*', ...
-    Non-string metadata values are JSON-encoded.
+    A model built by dualsr gets its name, scale and constructor config (pruned widths included)
+    so that `load` rebuilds it from the file alone. Dual models (a ModuleList, or `duals_of=` the
+    primal they belong to) are marked role "duals". A list of state dicts is stored as '0.*',
+    '1.*', ...; `metadata` adds free-form entries (non-strings JSON-encoded).
     """
     from safetensors.torch import save as serialize
 
+    from dualsr.models import spec_of
+
     path = Path(path)
-    meta: dict[str, str] = {"format": "pt", "dualsr": "1"}
+    meta: dict[str, str] = {"format": "pt", "dualsr": SCHEMA_VERSION}
+    if isinstance(module_or_state, nn.Module) and duals_of is None and spec_of(module_or_state).name != "module" \
+            and callable(getattr(module_or_state, "config", None)):
+        meta.update(model_metadata(module_or_state))
+    elif duals_of is not None or isinstance(module_or_state, (nn.ModuleList, list, tuple)):
+        meta["role"] = "duals"
+        if duals_of is not None:
+            owner = model_metadata(duals_of)
+            meta.update({"model": owner["model"], "scale": owner["scale"]})
+    for key, value in (metadata or {}).items():
+        if key in _RESERVED:
+            raise ValueError(f"metadata key {key!r} is written by dualsr itself")
+        meta[str(key)] = value if isinstance(value, str) else json.dumps(value)
     if isinstance(module_or_state, nn.Module):
-        spec = getattr(module_or_state, "spec", None)
-        if spec is not None:
-            meta["model"] = spec.name
-        config = getattr(module_or_state, "config", None)
-        if callable(config):
-            meta["config"] = json.dumps(config())
         state = module_or_state.state_dict()
     elif isinstance(module_or_state, (list, tuple)):
         state = {f"{i}.{k}": v for i, sd in enumerate(module_or_state) for k, v in sd.items()}
     else:
         state = dict(module_or_state)
-    for key, value in (metadata or {}).items():
-        meta[str(key)] = value if isinstance(value, str) else json.dumps(value)
     tensors: dict[str, torch.Tensor] = {}
     seen_storage: set[int] = set()
     for key, value in state.items():
@@ -303,6 +414,34 @@ def save_weights(module_or_state: nn.Module | Mapping[str, torch.Tensor] | list,
         seen_storage.add(t.untyped_storage().data_ptr())
         tensors[key] = t
     return write_bytes_atomic(path, serialize(tensors, metadata=meta))
+
+
+# ------------------------------------------------------------------------------------ width files
+
+
+def read_widths_file(path: str | os.PathLike) -> list[int]:
+    """A width config: one integer per line (the official DRC format); blank and '#' lines ignored."""
+    try:
+        text = Path(path).read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path}: cannot read the width file ({_first_line(exc)})") from None
+    widths = []
+    for number, line in enumerate(text.splitlines(), 1):
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        try:
+            widths.append(int(line))
+        except ValueError:
+            raise ValueError(f"{path}: line {number} is not an integer width: {line!r}") from None
+    if not widths:
+        raise ValueError(f"{path}: holds no widths")
+    return widths
+
+
+def write_widths_file(path: str | os.PathLike, widths) -> Path:
+    """Write widths one per line (readable by `read_widths_file` and by the official DRC code)."""
+    return write_text_atomic(path, "".join(f"{int(w)}\n" for w in widths))
 
 
 # ---------------------------------------------------------------------------------------- helpers

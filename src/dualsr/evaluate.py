@@ -22,6 +22,7 @@ from dualsr.data.benchmark import BenchmarkSet
 from dualsr.data.imageio import write_image
 from dualsr.data.resize import imresize
 from dualsr.metrics import psnr_ssim, quantize_uint8
+from dualsr.models.spec import spec_of, sr_image
 
 
 @dataclass
@@ -84,16 +85,16 @@ def _forward(model: nn.Module | None, lr: torch.Tensor, scale: int) -> torch.Ten
     """One SR pass on (N, 3, h, w) 0-255; pads to the model's size multiple and crops back."""
     if model is None:
         return imresize(lr.double(), float(scale), round_uint8=True).to(lr.dtype)
-    spec = getattr(model, "spec", None)
-    multiple = int(getattr(spec, "size_multiple", 1) or 1)
+    spec = spec_of(model)
     height, width = lr.shape[-2:]
-    pad_h, pad_w = (-height) % multiple, (-width) % multiple
+    # replicate-pad bottom/right to the spec's size multiple and minimum input; cropped after
+    pad_h, pad_w = (max(spec.min_input, height + (-height) % spec.size_multiple) - height,
+                    max(spec.min_input, width + (-width) % spec.size_multiple) - width)
+    pad_h += (-(height + pad_h)) % spec.size_multiple
+    pad_w += (-(width + pad_w)) % spec.size_multiple
     if pad_h or pad_w:
         lr = F.pad(lr, (0, pad_w, 0, pad_h), mode="replicate")
-    out = model(lr)
-    if isinstance(out, (list, tuple)):  # multi-output models (DRN): [LR, 2x, ..., sx]; SR is last
-        out = out[-1]
-    return out[..., : height * scale, : width * scale]
+    return sr_image(model, lr)[..., : height * scale, : width * scale]
 
 
 def super_resolve(

@@ -7,9 +7,10 @@ returns only the SR image, P = 0 in that list) and the pyramid [LR_s, LR_{s/2}, 
     L_dual   = sum_k L1(dual_k(sr[k + P + 1 - K]), pyramid image of the dual output's size)
     L        = L_primal + lambda * L_dual                      (lambda = 0.1 in the paper)
 
-with K dual models; dual k reads output k + P + 1 - K, as the official `sr[k - K]`. For DRN,
-K = P: dual 0 maps the 2x output to the input LR and the last dual maps SR to LR_2. A
-single-output model has one dual, SR -> LR. L1 is the mean absolute error on the 0-255 scale and
+with K dual models; which output each dual reads is the model spec's `dual_taps` (by default
+output k + P + 1 - K, as the official `sr[k - K]`). For DRN, K = P: dual 0 maps the 2x output
+to the input LR and the last dual maps SR to LR_2. A single-output model has one dual, SR -> LR.
+`model_loss` runs a model (through its spec's value range) and applies all of this. L1 is the mean absolute error on the 0-255 scale and
 the SR outputs are not detached, so the dual term also trains the primal model.
 
 Unlabelled LR images (no HR) contribute through the closed loop only: the duals are chained
@@ -22,6 +23,8 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from dualsr.models.spec import DualTap, model_scale, run_model, spec_of
 
 
 def _as_list(outputs: torch.Tensor | Sequence[torch.Tensor]) -> list[torch.Tensor]:
@@ -52,18 +55,22 @@ def primal_loss(outputs: torch.Tensor | Sequence[torch.Tensor], pyramid: Sequenc
     return total
 
 
-def _dual_inputs(outputs: list[torch.Tensor], n_duals: int) -> list[torch.Tensor]:
+def _dual_inputs(outputs: list[torch.Tensor], n_duals: int, taps: Sequence[DualTap] | None) -> list[torch.Tensor]:
+    if taps is not None:
+        if len(taps) != n_duals:
+            raise ValueError(f"{n_duals} dual models for {len(taps)} dual taps of the model")
+        return [outputs[tap.output] for tap in taps]
     if n_duals > len(outputs):
         raise ValueError(f"{n_duals} dual models but the primal gave only {len(outputs)} outputs")
     return outputs[len(outputs) - n_duals:]
 
 
 def dual_loss(outputs: torch.Tensor | Sequence[torch.Tensor], pyramid: Sequence[torch.Tensor],
-              duals: Sequence[nn.Module]) -> torch.Tensor:
+              duals: Sequence[nn.Module], taps: Sequence[DualTap] | None = None) -> torch.Tensor:
     """Sum over dual models of L1(dual_k(its primal output), the pyramid image of that size)."""
     outputs = _as_list(outputs)
     total = outputs[-1].new_zeros((), dtype=torch.float32)
-    for k, (dual, source) in enumerate(zip(duals, _dual_inputs(outputs, len(duals)))):
+    for k, (dual, source) in enumerate(zip(duals, _dual_inputs(outputs, len(duals), taps))):
         down = dual(source)
         total = total + _l1(down, _same_size(down, pyramid, f"dual {k} output"))
     return total
@@ -86,6 +93,7 @@ def dual_regression_loss(
     duals: Sequence[nn.Module] | None,
     dual_weight: float = 0.1,
     unpaired: tuple[torch.Tensor | Sequence[torch.Tensor], torch.Tensor] | None = None,
+    taps: Sequence[DualTap] | None = None,
 ) -> dict[str, torch.Tensor]:
     """L = L_primal + dual_weight * L_dual; returns {"total", "primal", "dual"} (+ "unpaired").
 
@@ -104,7 +112,7 @@ def dual_regression_loss(
         dual = closed_loop_loss(outputs, pyramid[0], duals)
     else:
         primal = primal_loss(outputs, pyramid)
-        dual = dual_loss(outputs, pyramid, duals) if use_dual else primal.new_zeros(())
+        dual = dual_loss(outputs, pyramid, duals, taps) if use_dual else primal.new_zeros(())
     result = {"primal": primal, "dual": dual}
     if unpaired is not None and use_dual:
         extra = closed_loop_loss(unpaired[0], unpaired[1], duals)
@@ -113,3 +121,13 @@ def dual_regression_loss(
         result["dual"] = dual
     result["total"] = primal + dual_weight * dual if use_dual else primal
     return result
+
+
+def model_loss(model: nn.Module, duals: Sequence[nn.Module] | None, pyramid: Sequence[torch.Tensor],
+               dual_weight: float = 0.1, unpaired_lr: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    """The dual-regression loss of `model` on a pyramid batch (0-255), dual taps from its spec."""
+    scale = model_scale(model)
+    taps = spec_of(model).dual_taps(scale) if scale is not None and duals else None
+    outputs = run_model(model, pyramid[0])
+    unpaired = (run_model(model, unpaired_lr), unpaired_lr) if unpaired_lr is not None else None
+    return dual_regression_loss(outputs, pyramid, duals, dual_weight, unpaired=unpaired, taps=taps)

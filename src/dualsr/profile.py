@@ -8,17 +8,17 @@ activations, pooling, the channel-attention gate product and residual additions.
 anything (MeanShift 0.004 G at x4, 0.016 G at x8; attention < 0.0001 G). The bias adds do: without
 them DRN-S/L x8 come out 0.57 / 0.87 G below the paper; with them all four are within 0.12 G.
 
-MACs are counted with forward hooks on a meta-device copy of the model, so even DRN-L x8 at
-a 1280x720 output costs no real compute or memory.
+MACs are counted with forward hooks during a forward on meta-device stand-ins for the weights, so
+even DRN-L x8 at a 1280x720 output costs no real compute or memory.
 """
 from __future__ import annotations
 
-import copy
 import math
 from typing import Iterable
 
 import torch
 from torch import nn
+from torch.func import functional_call
 
 _COUNTED = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose2d, nn.Linear)
 
@@ -59,17 +59,19 @@ def count_macs(
 
     With per_layer=True also returns {module name: MACs}. Runs on a meta-device copy: no compute.
     """
-    meta_model = copy.deepcopy(model).to("meta") if _has_real_tensors(model) else model
+    # the forward runs on meta copies of the parameters and buffers, swapped in for the call only
+    meta_tensors = {name: torch.empty_like(t, device="meta")
+                    for name, t in [*model.named_parameters(), *model.named_buffers()]}
     per_name: dict[str, int] = {}
     handles = []
-    for name, layer in meta_model.named_modules():
+    for name, layer in model.named_modules():
         if isinstance(layer, _COUNTED):
             def hook(mod, _inputs, output, name=name):
                 per_name[name] = per_name.get(name, 0) + _layer_macs(mod, _inputs[0], output)
             handles.append(layer.register_forward_hook(hook))
     try:
         with torch.no_grad():
-            meta_model(torch.empty(batch, in_channels, *lr_size, device="meta"))
+            functional_call(model, meta_tensors, (torch.empty(batch, in_channels, *lr_size, device="meta"),))
     finally:
         for h in handles:
             h.remove()
@@ -77,22 +79,19 @@ def count_macs(
     return (total, per_name) if per_layer else total
 
 
-def _has_real_tensors(model: nn.Module) -> bool:
-    return any(t.device.type != "meta" for t in list(model.parameters()) + list(model.buffers()))
+def dual_input_sizes(model: nn.Module, lr_size: tuple[int, int]) -> list[tuple[int, int]]:
+    """Input size of each dual model when the primal runs on `lr_size` (from the spec's dual taps)."""
+    from dualsr.models.spec import model_scale, spec_of
 
-
-def dual_input_sizes(n_duals: int, scale: int, lr_size: tuple[int, int]) -> list[tuple[int, int]]:
-    """Input size of each dual model when the primal runs on `lr_size`.
-
-    With one dual per x2 step (DRN), dual k reads the output at 2^(k+1) x; a single dual reads SR.
-    """
+    spec, scale = spec_of(model), model_scale(model)
+    factors = spec.output_factors(scale)
     h, w = lr_size
-    if n_duals == 1:
-        return [(h * scale, w * scale)]
-    return [(h * 2 ** (k + 1), w * 2 ** (k + 1)) for k in range(n_duals)]
+    return [(h * factors[tap.output], w * factors[tap.output]) for tap in spec.dual_taps(scale)]
 
 
-def count_dual_macs(duals: nn.ModuleList, scale: int, lr_size: tuple[int, int] = (96, 96)) -> int:
-    """MACs of all dual models for one primal forward on `lr_size` (same convention as count_macs)."""
-    sizes = dual_input_sizes(len(duals), scale, lr_size)
+def count_dual_macs(model: nn.Module, duals: nn.ModuleList, lr_size: tuple[int, int] = (96, 96)) -> int:
+    """MACs of the dual models of `model` for one primal forward on `lr_size` (as count_macs counts)."""
+    sizes = dual_input_sizes(model, lr_size)
+    if len(sizes) != len(duals):
+        raise ValueError(f"{len(duals)} dual models for {len(sizes)} dual taps of the model")
     return sum(count_macs(d, size) for d, size in zip(duals, sizes))

@@ -23,6 +23,37 @@ class CommandError(Exception):
     """A user-facing error: printed as one line, exit status 2."""
 
 
+def load_model(weights, name: str | None = None, scale: int | None = None, widths_file: str | None = None,
+               **config):
+    """`dualsr.checkpoint.load` for a command: every problem becomes a one-line CommandError."""
+    from pathlib import Path
+
+    from dualsr.checkpoint import WeightsError, load, read_widths_file
+
+    if not Path(weights).is_file():
+        raise CommandError(f"{weights}: no such weights file")
+    try:
+        widths = read_widths_file(widths_file) if widths_file else None
+        return load(weights, name=name, scale=scale, widths=widths, **config)
+    except KeyError as exc:
+        raise CommandError(str(exc.args[0] if exc.args else exc)) from None
+    except (WeightsError, ValueError) as exc:
+        text = str(exc).strip()
+        raise CommandError(text.splitlines()[0] if text else type(exc).__name__) from None
+
+
+def add_model_arguments(parser, weights_required: bool = False, widths: bool = True) -> None:
+    """--model, --scale, --weights (and --widths): the model and scale default to the file's."""
+    parser.add_argument("--model", metavar="NAME", help="registered model name, e.g. drn-s, drn-t, rlfn "
+                        "(default: read from the weights file)")
+    parser.add_argument("--scale", type=int, help="upscaling factor (default: read from the weights file)")
+    parser.add_argument("--weights", metavar="FILE", required=weights_required,
+                        help="weights file (.safetensors, official .pt/.pth, BasicSR), loaded strictly")
+    if widths:
+        parser.add_argument("--widths", metavar="FILE",
+                            help="width config of a pruned model (one width per line, e.g. a DRC search_*.txt)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from dualsr import __version__
 

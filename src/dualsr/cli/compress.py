@@ -30,8 +30,8 @@ METHODS = ("drc", "l1", "random", "uniform")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", help="model name (default: the one a dualsr --weights file names)")
-    parser.add_argument("--scale", type=int, default=4, help="upscaling factor (default 4)")
+    parser.add_argument("--model", help="model name (default: read from the weights file)")
+    parser.add_argument("--scale", type=int, help="upscaling factor (default: read from the weights file)")
     parser.add_argument("--weights", required=True, metavar="FILE", help="weights of the model to compress")
     parser.add_argument("--duals", metavar="FILE", help="weights of its dual models (else warmed up on --data)")
     parser.add_argument("--rate", type=float, default=0.5, help="compression rate r in [0, 1) (default 0.5)")
@@ -64,24 +64,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _load_primal(args):
-    from dualsr.checkpoint import WeightsError
-    from dualsr.compress.widths import build_from_checkpoint
+    from dualsr.cli import load_model
 
-    if not Path(args.weights).is_file():
-        raise CommandError(f"{args.weights}: no such weights file")
-    try:
-        return build_from_checkpoint(args.weights, name=args.model, scale=args.scale)
-    except (WeightsError, ValueError, KeyError, RuntimeError) as exc:
-        raise CommandError(f"{args.weights}: {str(exc).strip().splitlines()[0]}") from None
+    return load_model(args.weights, args.model, args.scale)
 
 
 def _read_widths(path: str, model) -> list[int]:
-    from dualsr.compress.widths import current_widths, read_widths_file
+    from dualsr.checkpoint import read_widths_file
+    from dualsr.compress.layers import current_widths
 
     try:
         widths = read_widths_file(path)
-    except (OSError, ValueError) as exc:
-        raise CommandError(f"{path}: not a width file ({exc})") from None
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
     full = current_widths(model)
     if len(widths) != len(full):
         raise CommandError(f"{path}: {len(widths)} widths, but the model has {len(full)} prunable layers")
@@ -95,6 +90,7 @@ def _validation_psnr(model, data) -> float | None:
     import torch
 
     from dualsr.metrics import psnr, quantize_uint8
+    from dualsr.models import sr_image
 
     if not data.val:
         return None
@@ -102,9 +98,7 @@ def _validation_psnr(model, data) -> float | None:
     model.eval()
     with torch.no_grad():
         for _name, lr, hr in data.val:
-            out = model(lr)
-            out = out[-1] if isinstance(out, list) else out
-            values.append(psnr(quantize_uint8(out[0]), hr[0], data.scale))
+            values.append(psnr(quantize_uint8(sr_image(model, lr)[0]), hr[0], data.scale))
     return sum(values) / len(values)
 
 
@@ -115,11 +109,8 @@ def run(args: argparse.Namespace) -> int:
     from dualsr.compress.finetune import FinetuneConfig, finetune
     from dualsr.compress.prune import PruneConfig, dr_prune
     from dualsr.compress.search import SearchConfig, search_widths
-    from dualsr.compress.widths import (
-        build_from_checkpoint,
-        save_compressed,
-        write_widths_file,
-    )
+    from dualsr.checkpoint import load, save_weights, write_widths_file
+    from dualsr.compress.layers import current_widths, rebuild
     from dualsr.models import create_dual
     from dualsr.profile import count_macs, count_parameters
 
@@ -147,8 +138,16 @@ def run(args: argparse.Namespace) -> int:
     def save_summary() -> None:
         write_text_atomic(summary_path, json.dumps(summary, indent=2) + "\n")
 
-    model = _load_primal(args).eval()
-    name, scale = model.spec.name, model.scale
+    loaded = _load_primal(args)
+    model, name, scale = loaded.model.eval(), loaded.name, loaded.scale
+    problem = loaded.spec.patch_problem(args.gt_size, scale)
+    if problem:
+        raise CommandError(f"--gt-size {args.gt_size}: {problem}")
+
+    def save_compressed(pruned, path, stage: str) -> None:
+        save_weights(pruned, path, metadata={"compress": {"stage": stage, "method": args.method,
+                                                          "widths": current_widths(pruned)}})
+
     summary.update({"model": name, "scale": scale, "original_params": count_parameters(model),
                     "original_gmacs_96": count_macs(model, (96, 96)) / 1e9})
     try:
@@ -161,7 +160,7 @@ def run(args: argparse.Namespace) -> int:
     duals_path = out / "duals.safetensors"
     search_lambda = args.dual_weight if args.search_dual_weight is None else args.search_dual_weight
     if args.dual_weight != 0 or search_lambda != 0:
-        from dualsr.checkpoint import WeightsError, load_weights, save_weights
+        from dualsr.checkpoint import WeightsError, load_weights
 
         source = args.duals or (duals_path if duals_path.exists() else None)
         if source is not None:
@@ -172,8 +171,8 @@ def run(args: argparse.Namespace) -> int:
         else:
             started = time.time()
             log(f"fitting the dual models ({args.dual_warmup_steps} steps; give --duals to skip)")
-            common.warm_up_duals(duals, data, args.dual_warmup_steps, args.batch_size, progress=progress)
-            save_weights(duals, duals_path)
+            common.warm_up_duals(model, duals, data, args.dual_warmup_steps, args.batch_size, progress=progress)
+            save_weights(duals, duals_path, duals_of=model)
             times["duals"] = time.time() - started
 
     # --- widths
@@ -195,8 +194,6 @@ def run(args: argparse.Namespace) -> int:
     elif args.method == "uniform" and args.budget_from:
         budget_widths = _read_widths(args.budget_from, model)
         with torch.device("meta"):
-            from dualsr.compress.widths import rebuild
-
             budget = count_parameters(rebuild(model, budget_widths))
         widths = baselines.uniform_widths(model, target_params=budget)
     else:
@@ -212,7 +209,7 @@ def run(args: argparse.Namespace) -> int:
     # --- pruning
     pruned_path = out / "pruned.safetensors"
     if pruned_path.exists():
-        pruned = build_from_checkpoint(pruned_path)
+        pruned = load(pruned_path).model
         log(f"pruned model from {pruned_path} (stage done)")
     else:
         started = time.time()
@@ -224,7 +221,7 @@ def run(args: argparse.Namespace) -> int:
                                      progress=progress)
         else:
             pruned = baselines.prune_with(model, widths, "random" if args.method == "random" else "l1", args.seed)
-        save_compressed(pruned, pruned_path, extra={"stage": "pruned", "method": args.method})
+        save_compressed(pruned, pruned_path, "pruned")
         times["prune"] = times.get("prune", 0.0) + time.time() - started
     summary.update({"pruned_params": count_parameters(pruned), "pruned_gmacs_96": count_macs(pruned, (96, 96)) / 1e9,
                     "pruned_val_psnr": _validation_psnr(pruned, data)})
@@ -234,7 +231,7 @@ def run(args: argparse.Namespace) -> int:
     final_path = out / "compressed.safetensors"
     if final_path.exists():
         log(f"fine-tuned model already at {final_path}")
-        final = build_from_checkpoint(final_path)
+        final = load(final_path).model
     else:
         started = time.time()
         config = FinetuneConfig(steps=args.finetune_steps, batch_size=args.batch_size, lr=args.finetune_lr,
@@ -243,7 +240,7 @@ def run(args: argparse.Namespace) -> int:
         final = finetune(pruned, duals if args.dual_weight else None, data, config,
                          teacher=model if args.distill else None, state_path=str(out / "finetune_state.pt"),
                          progress=progress)
-        save_compressed(final, final_path, extra={"stage": "finetuned", "method": args.method})
+        save_compressed(final, final_path, "finetuned")
         times["finetune"] = times.get("finetune", 0.0) + time.time() - started
     summary.update({"params": count_parameters(final), "gmacs_96": count_macs(final, (96, 96)) / 1e9,
                     "val_psnr": _validation_psnr(final, data)})

@@ -31,12 +31,14 @@ _SET_ORDER = ["Set5", "Set14", "B100", "BSD100", "Urban100", "Manga109", "DIV2K"
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default=None,
                         help="'bicubic', 'default' (the shipped model) or a registered model name; default: "
-                             "the model named in a dualsr --weights file, else bicubic")
-    parser.add_argument("--scale", type=int, default=4, help="upscaling factor (default 4)")
+                             "the model the --weights file holds, else bicubic")
+    parser.add_argument("--scale", type=int, default=None,
+                        help="upscaling factor (default: the weights file's, 4 for bicubic)")
     parser.add_argument("--data", nargs="+", metavar="DIR",
                         help="set folders (each with HR/ or flat images), or a folder of set folders; "
                              f"default: ${BENCHMARK_ENV} or shared/data/benchmark beside the checkout")
     parser.add_argument("--weights", metavar="FILE", help="weights for --model (.pt, .pth, .safetensors)")
+    parser.add_argument("--widths", metavar="FILE", help="width config of a pruned model (one width per line)")
     parser.add_argument("--per-image", action="store_true", help="add one row per image to the table")
     parser.add_argument("--save-dir", metavar="DIR", help="write the SR images to DIR/<set>/<name>.png")
     parser.add_argument("--json", metavar="FILE",
@@ -101,55 +103,31 @@ def _resolve_device(name: str):
 
 
 def _load_model(args: argparse.Namespace):
-    """None for bicubic, else the model with its weights loaded strictly (pruned widths included)."""
+    """(model or None for bicubic, name, label, scale): the model with its weights loaded strictly."""
+    from dualsr.cli import load_model
+
     name = args.model
     if name is None:
-        name = "bicubic"
-        if args.weights:  # a dualsr safetensors file names its model
-            name = _model_named_in(args.weights)
-    if name.lower() == "bicubic":
+        name = "bicubic" if not args.weights else None
+    if name is not None and name.lower() == "bicubic":
         if args.weights:
             raise CommandError("--weights makes no sense with --model bicubic")
-        return None, "bicubic"
-    from dualsr.checkpoint import WeightsError, build_for_weights
-
-    kwargs: dict = {}
+        return None, "bicubic", "bicubic", 4 if args.scale is None else args.scale
     weights = args.weights
-    if name.lower() == "default":
+    if name is not None and name.lower() == "default":
         from dualsr.weights import DefaultWeightsMissing, default_weights
 
         try:
             shipped = default_weights()
         except DefaultWeightsMissing as exc:
             raise CommandError(str(exc)) from None
-        if shipped.scale != args.scale:
+        if args.scale is not None and shipped.scale != args.scale:
             raise CommandError(f"the default model is x{shipped.scale}; use --scale {shipped.scale}")
-        name, weights, kwargs = shipped.model, weights or shipped.path, shipped.kwargs
+        name, weights = shipped.model, weights or shipped.path
     if not weights:
         raise CommandError(f"--weights FILE is required for model {name!r} (or use --model default / bicubic)")
-    if not Path(weights).is_file():
-        raise CommandError(f"{weights}: no such weights file")
-    try:
-        model = build_for_weights(name, args.scale, str(weights), **kwargs)
-    except KeyError as exc:
-        raise CommandError(str(exc).strip("'\"")) from None
-    except (WeightsError, ValueError, OSError, RuntimeError) as exc:
-        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        message = message.removeprefix(f"{weights}: ")  # the loader often names the file already
-        raise CommandError(f"{weights}: cannot load weights into {name} x{args.scale}: {message}") from None
-    return model, name
-
-
-def _model_named_in(weights: str) -> str:
-    from dualsr.checkpoint import read_metadata
-
-    try:
-        name = read_metadata(weights).get("model")
-    except Exception:  # not a safetensors file, or unreadable: fall through to the message below
-        name = None
-    if not name:
-        raise CommandError(f"{weights}: the file does not name its model; give --model NAME")
-    return name
+    loaded = load_model(weights, name, args.scale, args.widths)
+    return loaded.model, loaded.name, loaded.label, loaded.scale
 
 
 def _fmt_psnr(value: float) -> str:
@@ -185,7 +163,7 @@ def run(args: argparse.Namespace) -> int:
     from dualsr.data.benchmark import BenchmarkError, BenchmarkSet
     from dualsr.evaluate import evaluate
 
-    if args.scale < 1:
+    if args.scale is not None and args.scale < 1:
         raise CommandError(f"--scale must be a positive integer, got {args.scale}")
     if args.data:
         folders = [Path(d) for d in args.data]
@@ -201,7 +179,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"using benchmark sets from {folders[0].parent if folders else ''}: "
               f"{', '.join(f.name for f in folders)}", file=sys.stderr)
     device = _resolve_device(args.device)
-    model, label = _load_model(args)
+    model, name, label, scale = _load_model(args)
+    args.scale = scale
 
     problems: list[str] = []
     sets = []
@@ -223,7 +202,8 @@ def run(args: argparse.Namespace) -> int:
     evaluated = [r for r in results if r.n > 0]
     extras = " self-ensemble x8," if args.self_ensemble else ""
     gray_rule = "gray as Y" if args.gray_as_y else "gray replicated to RGB"
-    print(f"{label} x{args.scale},{extras} PSNR/SSIM on Y (BT.601), {args.scale}-pixel border, {gray_rule}")
+    title = label if model is not None else f"bicubic x{args.scale}"
+    print(f"{title},{extras} PSNR/SSIM on Y (BT.601), {args.scale}-pixel border, {gray_rule}")
     print(format_table(results, args.per_image))
     gray_counts = [(r.name, sum(i.grayscale for i in r.images)) for r in results]
     gray_sets = [f"{name} ({count})" for name, count in gray_counts if count]
@@ -234,7 +214,8 @@ def run(args: argparse.Namespace) -> int:
     json_path = Path(args.json) if args.json else (Path(args.save_dir) / "results.json" if args.save_dir else None)
     if json_path is not None:
         payload = {
-            "model": label, "weights": args.weights, "scale": args.scale, "self_ensemble": args.self_ensemble,
+            "model": name, "label": label, "weights": args.weights, "scale": args.scale,
+            "self_ensemble": args.self_ensemble,
             "metric": {"channel": "Y (BT.601, MATLAB rgb2ycbcr)", "crop_border": args.scale,
                        "gray": "as Y" if args.gray_as_y else "replicated to RGB"},
             "sets": [r.to_dict() for r in results], "problems": problems,

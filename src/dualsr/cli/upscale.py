@@ -13,9 +13,6 @@ from pathlib import Path
 
 from dualsr.cli import CommandError
 
-# Output formats that `write_array` can encode; other inputs (e.g. .gif) are written as PNG.
-_WRITABLE = {".png", ".bmp", ".jpg", ".jpeg", ".tif", ".tiff", ".webp"}
-
 
 def _tile_arg(text: str) -> int | str | None:
     if text.lower() == "auto":
@@ -96,14 +93,17 @@ def _build_upscaler(args: argparse.Namespace):
 
 def _plan_outputs(args: argparse.Namespace, files: list[Path]) -> tuple[list[Path], Path | None]:
     """Output path per input file; the output folder (None when writing one named file)."""
+    # The formats `write_array` can encode; an input with another suffix is written as PNG.
+    from dualsr.data.imageio import IMAGE_EXTENSIONS
+
     output = Path(args.output)
     single_file = (
         len(files) == 1 and len(args.inputs) == 1 and Path(args.inputs[0]).is_file()
-        and output.suffix.lower() in _WRITABLE and not output.is_dir()
+        and output.suffix.lower() in IMAGE_EXTENSIONS and not output.is_dir()
     )
     if single_file:
         return [output], None
-    if output.suffix.lower() in _WRITABLE and not output.is_dir():
+    if output.suffix.lower() in IMAGE_EXTENSIONS and not output.is_dir():
         raise CommandError(f"{output}: {len(files)} images from {len(args.inputs)} inputs need an output folder, "
                            "not a file name")
     if output.exists() and not output.is_dir():
@@ -114,7 +114,7 @@ def _plan_outputs(args: argparse.Namespace, files: list[Path]) -> tuple[list[Pat
         raise CommandError(f"{output}: cannot create the output folder ({exc.strerror or exc})") from None
     outs = []
     for file in files:
-        suffix = file.suffix.lower() if file.suffix.lower() in _WRITABLE else ".png"
+        suffix = file.suffix.lower() if file.suffix.lower() in IMAGE_EXTENSIONS else ".png"
         outs.append(output / f"{file.stem}{args.suffix}{suffix}")
     return outs, output
 

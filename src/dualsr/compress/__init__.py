@@ -1,8 +1,10 @@
 """DRC (dual regression compression) and its baselines, written once for every model.
 
-Only `widths.prunable_layers(model)` is model-specific (DRN, RLFN). The stages:
-`search.search_widths` (channel-number search) -> `prune.dr_prune` (dual-regression channel
-pruning) -> `finetune.finetune`; baselines in `baselines` (L1-norm, random, uniform). Channels are
-removed physically only in `surgery.remove_channels`. A compressed model is stored with
-`widths.save_compressed` and rebuilt by `widths.build_from_checkpoint(path)`.
+Nothing here names a model: what may shrink comes from each model's spec, and `layers` does
+everything with that description generically. The stages: `search.search_widths`
+(channel-number search) -> `prune.dr_prune` (dual-regression channel pruning) ->
+`finetune.finetune`; baselines in `baselines` (L1-norm, random, uniform). Channels are removed
+physically only in `surgery.remove_channels`. A compressed model is saved with
+`dualsr.checkpoint.save_weights` (its widths are part of its config) and rebuilt by
+`dualsr.checkpoint.load`.
 """

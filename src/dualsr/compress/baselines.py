@@ -10,9 +10,9 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from dualsr.compress.search import round4
+from dualsr.compress.layers import consumer_l1_norms, prunable_layers, rebuild, round_to, width_step
 from dualsr.compress.surgery import remove_channels
-from dualsr.compress.widths import consumer_l1_norms, current_widths, prunable_layers, rebuild
+from dualsr.models.spec import PrunableLayer
 from dualsr.profile import count_parameters
 
 
@@ -28,13 +28,17 @@ def l1_keep(model: nn.Module, widths: Sequence[int]) -> dict[str, list[int]]:
 def random_keep(model: nn.Module, widths: Sequence[int], seed: int = 0) -> dict[str, list[int]]:
     """Per layer, `width` channels drawn uniformly at random (seeded)."""
     generator = torch.Generator().manual_seed(seed)
-    return {layer.name: sorted(torch.randperm(layer.full, generator=generator)[: int(w)].tolist())
+    return {layer.name: sorted(torch.randperm(layer.width, generator=generator)[: int(w)].tolist())
             for layer, w in zip(prunable_layers(model), widths)}
 
 
-def scaled_widths(full: Sequence[int], factor: float) -> list[int]:
-    """Every width times `factor`, rounded to a multiple of 4, clipped to [min(4, c), c]."""
-    return [min(c, max(min(4, c), round4(c * factor))) for c in full]
+def scaled_widths(layers: Sequence[PrunableLayer], factor: float) -> list[int]:
+    """Every width times `factor`, rounded to its step (4, or lcm(4, multiple)), clipped to [step, width]."""
+    out = []
+    for layer in layers:
+        step, c = width_step(layer), layer.width
+        out.append(min(c, max(min(step, c), round_to(c * factor, step))))
+    return out
 
 
 def uniform_widths(model: nn.Module, rate: float | None = None, target_params: int | None = None) -> list[int]:
@@ -42,21 +46,21 @@ def uniform_widths(model: nn.Module, rate: float | None = None, target_params: i
 
     The parameter budget is matched by bisection on the factor (widths stay multiples of 4).
     """
-    full = current_widths(model)
+    layers = prunable_layers(model)
     if target_params is None:
         if rate is None:
             raise ValueError("give a rate or a target parameter count")
-        return scaled_widths(full, 1 - rate)
+        return scaled_widths(layers, 1 - rate)
     low, high = 0.0, 1.0
     for _ in range(30):
         mid = (low + high) / 2
         with torch.device("meta"):
-            candidate = rebuild(model, scaled_widths(full, mid))
+            candidate = rebuild(model, scaled_widths(layers, mid))
         if count_parameters(candidate) > target_params:
             high = mid
         else:
             low = mid
-    best = min((scaled_widths(full, f) for f in (low, high)),
+    best = min((scaled_widths(layers, f) for f in (low, high)),
                key=lambda w: abs(_params_at(model, w) - target_params))
     return best
 

@@ -11,7 +11,8 @@ import torch
 from torch import nn
 
 from dualsr.fileio import atomic_write
-from dualsr.objective import dual_regression_loss
+from dualsr.models.spec import model_scale, spec_of
+from dualsr.objective import model_loss
 
 # progress(stage, step, total, info) is called after each step; None = silent
 Progress = Callable[[str, int, int, dict], None] | None
@@ -60,7 +61,7 @@ def load_data(roots: str | os.PathLike | Sequence[str | os.PathLike], scale: int
 def objective(model: nn.Module, duals: Sequence[nn.Module] | None, pyramid: Sequence[torch.Tensor],
               dual_weight: float) -> dict[str, torch.Tensor]:
     """The dual-regression loss of `model` on one batch pyramid [LR_s, ..., HR] (0-255)."""
-    return dual_regression_loss(model(pyramid[0]), pyramid, duals, dual_weight=dual_weight)
+    return model_loss(model, duals, pyramid, dual_weight)
 
 
 def freeze(module: nn.Module | None) -> None:
@@ -70,24 +71,33 @@ def freeze(module: nn.Module | None) -> None:
             p.requires_grad_(False)
 
 
-def warm_up_duals(duals: nn.ModuleList, data: CompressData, steps: int, batch_size: int = 8,
+def _level(pyramid: Sequence[torch.Tensor], factor: int, lr_height: int) -> torch.Tensor:
+    for image in pyramid:
+        if image.shape[-2] == lr_height * factor:
+            return image
+    raise ValueError(f"the training pyramid has no level at {factor}x the LR size")
+
+
+def warm_up_duals(model: nn.Module, duals: nn.ModuleList, data: CompressData, steps: int, batch_size: int = 8,
                   lr: float = 1e-3, progress: Progress = None) -> None:
-    """Fit untrained duals to map each pyramid level to the one below (HR -> LR_2 -> ... -> LR).
+    """Fit untrained duals on the pyramid: each maps the level its tap reads to the level below.
 
     A model without released duals (e.g. RLFN) would otherwise make L_dual pure noise.
     """
     params = [p for p in duals.parameters() if p.requires_grad]
     if not params or steps <= 0:
         return
+    spec, scale = spec_of(model), model_scale(model)
+    factors = spec.output_factors(scale)
+    taps = spec.dual_taps(scale)
     optimizer = torch.optim.Adam(params, lr=lr)
     for step in range(steps):
         pyramid = data.all.batch(step, 0, batch_size)
-        # dual k reads the level that is dual-input-sized; its target is the next level down
+        height = pyramid[0].shape[-2]
         loss = 0.0
-        n = len(duals)
-        for k, dual in enumerate(duals):
-            source = pyramid[len(pyramid) - n + k]
-            target = pyramid[len(pyramid) - n + k - 1] if n > 1 else pyramid[0]
+        for dual, tap in zip(duals, taps):
+            source = _level(pyramid, factors[tap.output], height)
+            target = _level(pyramid, factors[tap.output] // tap.factor, height)
             loss = loss + (dual(source) - target).abs().mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

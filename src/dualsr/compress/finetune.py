@@ -1,8 +1,9 @@
 """DRC step 3: fine-tune a pruned model with the dual-regression loss, optionally distilling.
 
 Distillation (optional) follows DRC: MSE between the per-channel spatial means of the features
-entering the model's last output conv in the student and in the (unpruned) teacher, weight 1.
-Those features are in the residual stream, whose width pruning never changes.
+entering the module the spec names as `distill_feature` (the last output conv) in the student
+and in the (unpruned) teacher, weight 1. Those features are in the residual stream, whose width
+pruning never changes.
 """
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from dualsr.compress.common import CompressData, Progress, freeze, load_state, save_state
-from dualsr.objective import dual_regression_loss
+from dualsr.models.spec import run_model, spec_of
+from dualsr.objective import model_loss
 
 
 @dataclass
@@ -29,22 +31,18 @@ class FinetuneConfig:
     save_every: int = 100
 
 
-def last_conv_name(model: nn.Module) -> str:
-    """Name of the conv that makes the final output (DRN: last tail conv; RLFN: upsampler conv)."""
-    from dualsr.models.drn import DRN
-    from dualsr.models.rlfn import RLFN
-
-    if isinstance(model, DRN):
-        return f"tail.{model.phases}"
-    if isinstance(model, RLFN):
-        return "upsampler.0"
-    raise TypeError(f"no distillation point known for {type(model).__name__}")
+def distill_point(model: nn.Module) -> str:
+    """Name of the module whose input is the distilled feature (from the model's spec)."""
+    spec = spec_of(model)
+    if spec.distill_feature is None:
+        raise TypeError(f"{spec.display_name} names no distillation feature; fine-tune without a teacher")
+    return spec.distill_feature(model)
 
 
 class _InputMeans:
     def __init__(self, model: nn.Module):
         self.value = None
-        self.handle = model.get_submodule(last_conv_name(model)).register_forward_pre_hook(self._hook)
+        self.handle = model.get_submodule(distill_point(model)).register_forward_pre_hook(self._hook)
 
     def _hook(self, _module, inputs):
         self.value = inputs[0].mean(dim=(2, 3))
@@ -79,11 +77,10 @@ def finetune(model: nn.Module, duals: nn.ModuleList | None, data: CompressData, 
     try:
         while step < config.steps:
             pyramid = data.all.batch(step, 0, config.batch_size)
-            losses = dual_regression_loss(model(pyramid[0]), pyramid, duals, dual_weight=config.dual_weight)
-            loss = losses["total"]
+            loss = model_loss(model, duals, pyramid, config.dual_weight)["total"]
             if teacher is not None:
                 with torch.no_grad():
-                    teacher(pyramid[0])
+                    run_model(teacher, pyramid[0])
                 loss = loss + config.distill_weight * F.mse_loss(student_means.value, teacher_means.value)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

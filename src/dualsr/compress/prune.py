@@ -21,9 +21,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from dualsr.compress.common import CompressData, Progress, freeze, load_state, save_state
+from dualsr.compress.layers import consumer_grad_norms, get_module, input_column_mask, prunable_layers
 from dualsr.compress.surgery import remove_channels
-from dualsr.compress.widths import PrunableLayer, current_widths, get_module, prunable_layers
-from dualsr.objective import dual_regression_loss
+from dualsr.models.spec import PrunableLayer, run_model
+from dualsr.objective import model_loss
 
 
 @dataclass
@@ -60,17 +61,16 @@ def _layer_loss(student: nn.Module, teacher: nn.Module, duals, layer: PrunableLa
     with torch.no_grad():
         rec_t = _ConsumerOutputs(teacher, layer.consumers)
         try:
-            teacher(pyramid[0])
+            run_model(teacher, pyramid[0])
             targets = dict(rec_t.outputs)
         finally:
             rec_t.close()
     rec_s = _ConsumerOutputs(student, layer.consumers)
     try:
-        outputs = student(pyramid[0])
+        losses = model_loss(student, duals, pyramid, config.dual_weight)
     finally:
         rec_s.close()
     reconstruction = sum(F.mse_loss(rec_s.outputs[n], targets[n]) for n in layer.consumers)
-    losses = dual_regression_loss(outputs, pyramid, duals, dual_weight=config.dual_weight)
     return config.reconstruction_weight * reconstruction + losses["total"]
 
 
@@ -95,7 +95,7 @@ def _prune_layer(student: nn.Module, teacher: nn.Module, duals, layer: PrunableL
         step += 1
         loss = _layer_loss(student, teacher, duals, layer, pyramid, config)
         grads = torch.autograd.grad(loss, weights)
-        score = sum(g.pow(2).sum(dim=(0, 2, 3)) for g in grads).sqrt()
+        score = consumer_grad_norms(grads)
         score[mask] = -1.0
         n_add = min(config.channels_per_step, target - len(kept))
         chosen = torch.topk(score, n_add).indices.tolist()
@@ -105,17 +105,17 @@ def _prune_layer(student: nn.Module, teacher: nn.Module, duals, layer: PrunableL
                 kept.append(j)
                 for c, w0 in zip(consumers, originals):
                     c.weight[:, j] = w0[:, j]
-        column_mask = mask.view(1, -1, 1, 1).to(weights[0].dtype)
+        column_masks = [input_column_mask(mask, w) for w in weights]
         for _ in range(config.sub_steps):
             pyramid = data.all.batch(step, 0, config.batch_size)
             step += 1
             optimizer.zero_grad(set_to_none=True)
             _layer_loss(student, teacher, duals, layer, pyramid, config).backward()
-            for w in weights:
+            for w, column_mask in zip(weights, column_masks):
                 w.grad.mul_(column_mask)  # only the kept weights move; the rest stay exactly zero
             optimizer.step()
             with torch.no_grad():
-                for w in weights:
+                for w, column_mask in zip(weights, column_masks):
                     w.mul_(column_mask)  # Nesterov momentum must not leak into removed columns
     return sorted(kept)
 
@@ -128,7 +128,7 @@ def dr_prune(model: nn.Module, duals: nn.ModuleList | None, widths: Sequence[int
     Resumable: after each layer the partly pruned weights and the kept sets go to `state_path`.
     """
     layers = prunable_layers(model)
-    full = current_widths(model)
+    full = [layer.width for layer in layers]
     widths = [int(w) for w in widths]
     if len(widths) != len(layers):
         raise ValueError(f"{len(widths)} widths for a model with {len(layers)} prunable layers")

@@ -1,7 +1,8 @@
 """DRC step 1: channel-number search, a DARTS-style relaxation over candidate widths per layer.
 
 For layer l (full width c_l) and compression rate r the candidates are
-K_l = round4(c_l * (1 - r) * p), p in {0.5, ..., 1.0}, clipped to [4, c_l] (duplicates merged).
+K_l = round4(c_l * (1 - r) * p), p in {0.5, ..., 1.0}, clipped to [4, c_l] (duplicates merged;
+a layer whose width must keep a multiple m, such as a head count, rounds to multiples of lcm(4, m)).
 The relaxed layer keeps its channels ranked by the L1 norm of their weights in the consuming
 conv(s) and multiplies channel j by the soft nested mask m_j = sum_i softmax(alpha_l)_i [rank j < K_l,i].
 Alpha steps (Adam lr 3e-4, weight decay 1e-3) use one half of the training images and weight steps
@@ -18,22 +19,28 @@ import torch
 from torch import nn
 
 from dualsr.compress.common import CompressData, Progress, load_state, objective, save_state
-from dualsr.compress.widths import PrunableLayer, channel_masks, consumer_l1_norms, prunable_layers
+from dualsr.compress.layers import channel_masks, consumer_l1_norms, prunable_layers, round_to, width_step
+from dualsr.models.spec import PrunableLayer
 
 FRACTIONS = (0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 
 
 def round4(value: float) -> int:
     """Nearest multiple of 4 (half up), as DRC rounds widths."""
-    return int(4 * int(value / 4 + 0.5))
+    return round_to(value, 4)
 
 
-def candidate_widths(full: int, rate: float, fractions: Sequence[float] = FRACTIONS) -> list[int]:
-    """K_l: the sorted distinct widths round4(full*(1-rate)*p), clipped to [min(4, full), full]."""
+def candidate_widths(full: int, rate: float, fractions: Sequence[float] = FRACTIONS, step: int = 4) -> list[int]:
+    """K_l: the sorted distinct widths round_step(full*(1-rate)*p), clipped to [min(step, full), full]."""
     if not 0 <= rate < 1:
         raise ValueError(f"compression rate must be in [0, 1), got {rate}")
-    low = min(4, full)
-    return sorted({min(full, max(low, round4(full * (1 - rate) * p))) for p in fractions})
+    low = min(step, full)
+    return sorted({min(full, max(low, round_to(full * (1 - rate) * p, step))) for p in fractions})
+
+
+def layer_candidates(layer: PrunableLayer, rate: float, fractions: Sequence[float] = FRACTIONS) -> list[int]:
+    """K_l of one prunable layer (its multiple respected)."""
+    return candidate_widths(layer.full, rate, fractions, width_step(layer))
 
 
 @dataclass
@@ -70,7 +77,7 @@ class WidthSearch:
         self.duals = duals
         self.config = config
         self.layers = list(prunable_layers(model) if layers is None else layers)
-        self.candidates = [candidate_widths(layer.full, config.rate, config.fractions) for layer in self.layers]
+        self.candidates = [layer_candidates(layer, config.rate, config.fractions) for layer in self.layers]
         generator = torch.Generator().manual_seed(config.seed)
         self.alphas = [
             nn.Parameter(1e-3 * torch.randn(len(k), generator=generator)) for k in self.candidates

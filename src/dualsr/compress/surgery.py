@@ -8,7 +8,8 @@ consumers. Every group the graph proposes is checked against the layer's descrip
 coupling the description does not expect raises instead of silently pruning the wrong thing.
 
 The result is rebuilt from its width config and loaded strictly: a pruned model is always exactly
-`create_model(name, scale, widths=...)` plus a state dict.
+its spec's `build(scale, widths=...)` plus a state dict. Layers of kind "conv" and "linear" are
+cut with Torch-Pruning's conv and linear pruning functions.
 """
 from __future__ import annotations
 
@@ -19,12 +20,21 @@ import torch
 import torch_pruning as tp
 from torch import nn
 
-from dualsr.compress.widths import PrunableLayer, current_widths, get_module, prunable_layers, rebuild
+from dualsr.compress.layers import current_widths, get_module, prunable_layers, rebuild
+from dualsr.models.spec import PrunableLayer, spec_of
+
+# kind -> (remove output channels of the producer, remove input channels of a consumer)
+_CUTS = {
+    "conv": (tp.prune_conv_out_channels, tp.prune_conv_in_channels),
+    "linear": (tp.prune_linear_out_channels, tp.prune_linear_in_channels),
+}
 
 
 def _example_input(model: nn.Module) -> torch.Tensor:
-    # 24x24 LR is the smallest size that every supported model runs on (RLFN's ESA pools 7x7)
-    return torch.rand(1, 3, 24, 24, dtype=next(model.parameters()).dtype) * 255
+    spec = spec_of(model)
+    side = max(16, spec.min_input)
+    side += (-side) % spec.size_multiple
+    return torch.rand(1, 3, side, side, dtype=next(model.parameters()).dtype) * spec.value_range
 
 
 def _check_group(model: nn.Module, group, layer: PrunableLayer) -> None:
@@ -62,21 +72,23 @@ def remove_channels(model: nn.Module, keep: Mapping[str, Sequence[int] | torch.T
         if not removed:
             continue
         producer = get_module(work, layer.producer)
+        cut_out, cut_in = _CUTS[layer.kind]
         if layer.group == 1:
             if graph is None:
                 graph = tp.DependencyGraph().build_dependency(work, example_inputs=_example_input(work),
                                                               verbose=False)
-            group = graph.get_pruning_group(producer, tp.prune_conv_out_channels, idxs=removed)
+            group = graph.get_pruning_group(producer, cut_out, idxs=removed)
             _check_group(work, group, layer)
             group.prune()
         else:
             expanded = [j * layer.group + k for j in removed for k in range(layer.group)]
-            tp.prune_conv_out_channels(producer, expanded)
+            cut_out(producer, expanded)
             for name in layer.consumers:
-                tp.prune_conv_in_channels(get_module(work, name), removed)
+                cut_in(get_module(work, name), removed)
     result = rebuild(work, widths)
     result.load_state_dict(work.state_dict(), strict=True)
-    return result.to(next(model.parameters()).device)
+    reference = next(model.parameters())
+    return result.to(device=reference.device, dtype=reference.dtype)
 
 
 def keep_to_masks(model: nn.Module, keep: Mapping[str, Sequence[int]],

@@ -15,6 +15,7 @@ from typing import Iterator
 
 import torch
 
+from dualsr.data.degrade import modcrop
 from dualsr.data.imageio import ImageReadError, is_image_name, read_image
 from dualsr.data.resize import imresize
 
@@ -34,12 +35,6 @@ class BenchmarkImage:
     hr: torch.Tensor
     grayscale: bool
     path: Path
-
-
-def modcrop(image: torch.Tensor, scale: int) -> torch.Tensor:
-    """Crop the bottom/right so that height and width are multiples of `scale`."""
-    height, width = image.shape[-2:]
-    return image[..., : height - height % scale, : width - width % scale]
 
 
 def min_hr_size(scale: int) -> int:
@@ -111,4 +106,4 @@ class BenchmarkSet:
                 self.problems.append((exc.path, exc.reason))
 
 
-__all__ = ["BenchmarkError", "BenchmarkImage", "BenchmarkSet", "min_hr_size", "modcrop"]
+__all__ = ["BenchmarkError", "BenchmarkImage", "BenchmarkSet", "min_hr_size"]

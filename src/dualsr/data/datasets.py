@@ -20,8 +20,7 @@ import torch
 from PIL import Image
 
 from dualsr.data.degrade import make_pyramid, modcrop
-
-IMAGE_SUFFIXES = (".png", ".bmp", ".jpg", ".jpeg", ".tif", ".tiff", ".webp")
+from dualsr.data.imageio import IMAGE_EXTENSIONS
 
 log = logging.getLogger("dualsr.train")
 
@@ -35,9 +34,9 @@ def find_images(roots: str | os.PathLike | Iterable[str | os.PathLike]) -> list[
         root = Path(root).expanduser()
         if not root.is_dir():
             raise FileNotFoundError(f"{root}: training data folder not found")
-        files += [p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()]
+        files += [p for p in root.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()]
     if not files:
-        raise FileNotFoundError(f"no images ({', '.join(IMAGE_SUFFIXES)}) under {', '.join(map(str, roots))}")
+        raise FileNotFoundError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) under {', '.join(map(str, roots))}")
     return sorted(files)
 
 

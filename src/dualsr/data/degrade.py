@@ -2,7 +2,7 @@
 
 `make_pyramid` is the bicubic setting of the DRN paper: every level is MATLAB `imresize` of the
 HR image rounded to uint8 values, exactly as the published LR files (DIV2K X2/X4/X8) are made.
-Blind degradations (blur kernels, noise, JPEG) are to plug in at `degrade` later.
+Blind degradations (blur kernels, noise, JPEG) will plug in beside `make_pyramid`.
 """
 from __future__ import annotations
 
@@ -39,10 +39,3 @@ def make_pyramid(hr: torch.Tensor, scale: int) -> list[torch.Tensor]:
     factors = [scale // 2**i for i in range(levels)] if 2**levels == scale else [scale]
     pyramid = [imresize(hr, size=(h // f, w // f), round_uint8=True) for f in factors]
     return pyramid + [hr]
-
-
-def degrade(hr: torch.Tensor, scale: int, kind: str = "bicubic") -> list[torch.Tensor]:
-    """The entry point for training degradations; only the paper's bicubic setting exists so far."""
-    if kind != "bicubic":
-        raise NotImplementedError(f"degradation {kind!r} is not implemented (only 'bicubic')")
-    return make_pyramid(hr, scale)

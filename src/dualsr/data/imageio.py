@@ -24,7 +24,11 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from dualsr.fileio import atomic_write
 
-IMAGE_EXTENSIONS = (".png", ".bmp", ".jpg", ".jpeg", ".tif", ".tiff", ".webp")
+# Suffix -> Pillow format. The one list of image extensions in dualsr: every one of them is both
+# read (`list_images`, training and benchmark folders) and written (`write_array`, `dualsr upscale`).
+_FORMATS = {".png": "PNG", ".bmp": "BMP", ".jpg": "JPEG", ".jpeg": "JPEG", ".tif": "TIFF", ".tiff": "TIFF",
+            ".webp": "WEBP"}
+IMAGE_EXTENSIONS = tuple(_FORMATS)
 
 # 16-bit samples are stored on the same 0-255 scale as 8-bit ones (65535 / 257 = 255), so models
 # and metrics never need to know the bit depth; the writer multiplies back.
@@ -33,20 +37,20 @@ _GRAY_MODES = {"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N"}
 _16BIT_GRAY_MODES = {"I;16", "I;16B", "I;16L", "I;16N"}
 
 
-class ImageReadError(Exception):
+class ImageFileError(Exception):
+    """A problem with one image file; `str()` is one line naming the file and the problem."""
+
+    def __init__(self, path: str | os.PathLike, reason: str):
+        self.path, self.reason = Path(path), reason
+        super().__init__(f"{path}: {reason}")
+
+
+class ImageReadError(ImageFileError):
     """An image that cannot be read; `str()` is one line naming the file and the problem."""
 
-    def __init__(self, path: str | os.PathLike, reason: str):
-        self.path, self.reason = Path(path), reason
-        super().__init__(f"{path}: {reason}")
 
-
-class ImageWriteError(Exception):
+class ImageWriteError(ImageFileError):
     """An image that cannot be written; `str()` is one line naming the file and the problem."""
-
-    def __init__(self, path: str | os.PathLike, reason: str):
-        self.path, self.reason = Path(path), reason
-        super().__init__(f"{path}: {reason}")
 
 
 @dataclass
@@ -192,10 +196,6 @@ def _write_png16(file, array: np.ndarray) -> None:
     file.write(_png_chunk(b"IEND", b""))
 
 
-_FORMATS = {".png": "PNG", ".bmp": "BMP", ".jpg": "JPEG", ".jpeg": "JPEG", ".tif": "TIFF", ".tiff": "TIFF",
-            ".webp": "WEBP"}
-
-
 def write_image(
     path: str | os.PathLike, rgb: torch.Tensor, alpha: torch.Tensor | None = None, bit_depth: int = 8,
     grayscale: bool = False, quality: int = 95,
@@ -317,5 +317,5 @@ def list_images(inputs: Iterable[str | os.PathLike]) -> ImageList:
     return found
 
 
-__all__ = ["IMAGE_EXTENSIONS", "ImageList", "ImageReadError", "ImageWriteError", "LoadedImage", "is_image_name",
-           "list_images", "read_image", "write_array", "write_image"]
+__all__ = ["IMAGE_EXTENSIONS", "ImageFileError", "ImageList", "ImageReadError", "ImageWriteError", "LoadedImage",
+           "is_image_name", "list_images", "read_image", "write_array", "write_image"]

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dualsr.models.widths import resolve_widths
+from dualsr.models.spec import Detected, GlobalMeanPool, ModelSpec, PrunableLayer, resolve_widths
 
 # DIV2K RGB mean used by EDSR/RCAN/DRN, on the 0-1 scale.
 RGB_MEAN = (0.4488, 0.4371, 0.4040)
@@ -61,11 +61,16 @@ class DownBlock(nn.Module):
 
 
 class ChannelAttention(nn.Module):
-    """RCAN's channel attention: global mean -> 1x1 squeeze -> ReLU -> 1x1 excite -> sigmoid gate."""
+    """RCAN's channel attention: global mean -> 1x1 squeeze -> ReLU -> 1x1 excite -> sigmoid gate.
+
+    The mean is a `GlobalMeanPool` (as the official `nn.AdaptiveAvgPool2d(1)`, no parameters), so
+    a tiled upscaler can feed it the whole image's mean.
+    """
 
     def __init__(self, channels: int, reduction: int = 16):
         super().__init__()
         squeezed = max(1, channels // reduction)  # max(1, .) only matters for tiny presets
+        self.avg_pool = GlobalMeanPool()
         self.conv_du = nn.Sequential(
             nn.Conv2d(channels, squeezed, 1, bias=True),
             nn.ReLU(inplace=True),
@@ -74,7 +79,7 @@ class ChannelAttention(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * self.conv_du(x.mean(dim=(2, 3), keepdim=True))
+        return x * self.conv_du(self.avg_pool(x))
 
 
 class RCAB(nn.Module):
@@ -220,3 +225,109 @@ def drn_l(scale: int = 4, **kw) -> DRN:
 def drn_t(scale: int = 4, n_blocks: int = 4, n_feats: int = 8, **kw) -> DRN:
     """DRN-T: this project's tiny DRN (default 4 RCABs, 8 features) that trains on a CPU in minutes."""
     return DRN(scale=scale, n_blocks=n_blocks, n_feats=n_feats, **kw)
+
+
+# ---------------------------------------------------------------------------------- the spec
+
+
+def prunable_layers(model: DRN) -> list[PrunableLayer]:
+    """DRC's shrinkable widths in width-file order: down convs, then per stage RCAB inners and Upsampler."""
+    full = full_widths(model.scale, model.n_blocks, model.n_feats)
+    layers, pos = [], 0
+    for p in range(model.phases):
+        base = f"down.{p}.dual_module"
+        layers.append(PrunableLayer(f"down.{p}", f"{base}.0.0", (f"{base}.1",), f"{base}.0.0",
+                                    full[pos], model.widths[pos]))
+        pos += 1
+    for s in range(model.phases):
+        for k in range(model.n_blocks):
+            body = f"up_blocks.{s}.{k}.body"
+            layers.append(PrunableLayer(f"up_blocks.{s}.{k}", f"{body}.0", (f"{body}.2",), f"{body}.0",
+                                        full[pos], model.widths[pos]))
+            pos += 1
+        up = f"up_blocks.{s}.{model.n_blocks}"
+        # PixelShuffle(2) couples 4 conv outputs to each kept channel: Torch-Pruning misses this
+        layers.append(PrunableLayer(up, f"{up}.0", (f"up_blocks.{s}.{model.n_blocks + 1}",), f"{up}.1",
+                                    full[pos], model.widths[pos], group=4))
+        pos += 1
+    return layers
+
+
+def receptive_radius(model: DRN) -> float:
+    """An upper bound of the receptive radius in LR pixels, summing every conv as if chained.
+
+    Each conv adds its half kernel at the resolution it runs on (HR convs reach a fraction of an
+    LR pixel), strided convs and pixel shuffles one more pixel of grid misalignment, and the
+    bicubic input upsampling 2 LR pixels plus one of rounding margin. The U-Net's parallel
+    branches are counted as if in series, so this over-covers.
+    """
+    s, n = model.scale, model.n_blocks
+    radius = 3.0 + 1.0 / s  # input upsampling, then the head conv at s x
+    for p in range(model.phases):
+        res = s / 2**p
+        radius += 2.0 / res + 1.0 / (res / 2)  # stride-2 conv (+ misalignment), then a conv at half size
+    for stage in range(model.phases):
+        res = 2**stage
+        radius += 2.0 * n / res + 1.0 / res + 1.0 / (2 * res)  # RCAB convs, Upsampler conv, PixelShuffle
+    radius += sum(1.0 / 2**k for k in range(model.phases + 1))  # the tail conv of every output
+    return radius
+
+
+def read_architecture(state) -> dict | None:
+    """scale, n_blocks, n_feats and widths of a DRN state dict (official or dualsr keys), or None."""
+    if "head.weight" not in state or "sub_mean.weight" not in state:
+        return None
+    ups = [k for k in state if k.startswith("up_blocks.")]
+    if not ups:
+        return None
+    try:
+        phases = 1 + max(int(k.split(".")[1]) for k in ups)
+        n_blocks = 1 + max(int(k.split(".")[2]) for k in ups if k.startswith("up_blocks.0.")) - 2
+        n_feats = int(state["head.weight"].shape[0])
+        widths = [int(state[f"down.{p}.dual_module.0.0.weight"].shape[0]) for p in range(phases)]
+        for i in range(phases):
+            widths += [int(state[f"up_blocks.{i}.{k}.body.0.weight"].shape[0]) for k in range(n_blocks)]
+            widths.append(int(state[f"up_blocks.{i}.{n_blocks}.0.weight"].shape[0]) // 4)
+    except (KeyError, ValueError, IndexError):
+        return None
+    scale = 2**phases
+    full = full_widths(scale, n_blocks, n_feats)
+    return {"scale": scale, "n_blocks": n_blocks, "n_feats": n_feats, "widths": widths, "pruned": widths != full}
+
+
+def _preset_of(scale: int, n_blocks: int, n_feats: int) -> str:
+    for name, table in (("drn-s", DRN_S), ("drn-l", DRN_L)):
+        if table.get(scale) == (n_blocks, n_feats):
+            return name
+    return "drn-t"
+
+
+def _detector(name: str):
+    def detect(state) -> Detected | None:
+        arch = read_architecture(state)
+        if arch is None or _preset_of(arch["scale"], arch["n_blocks"], arch["n_feats"]) != name:
+            return None
+        config = {"n_blocks": arch["n_blocks"], "n_feats": arch["n_feats"],
+                  "widths": arch["widths"] if arch["pruned"] else None}
+        return Detected(name, arch["scale"], config, tuple(arch["widths"]))
+
+    return detect
+
+
+def distill_feature(model: DRN) -> str:
+    """The conv making the SR output: its input is the residual-stream feature DRC distils."""
+    return f"tail.{model.phases}"
+
+
+def _spec(name: str, builder, scales: tuple[int, ...], title: str, description: str) -> ModelSpec:
+    return ModelSpec(
+        name=name, builder=builder, scales=scales, title=title, description=description, family="drn",
+        value_range=255.0, outputs="pyramid", tiling="global_pool", receptive_radius=receptive_radius,
+        prunable_layers=prunable_layers, distill_feature=distill_feature, detect=_detector(name),
+    )
+
+
+DRN_S_SPEC = _spec("drn-s", drn_s, (4, 8), "DRN-S", "DRN-S (Guo et al., CVPR 2020): 30 RCABs, 16 features (x4) / 8 (x8)")
+DRN_L_SPEC = _spec("drn-l", drn_l, (4, 8), "DRN-L", "DRN-L: 40 RCABs, 20 features (x4) / 36 RCABs, 10 features (x8)")
+DRN_T_SPEC = _spec("drn-t", drn_t, (2, 4, 8), "DRN-T",
+                   "DRN-T: a DRN of any size, by default this project's tiny preset (4 RCABs, 8 features)")

@@ -51,21 +51,19 @@ class DualModel(nn.Module):
         return self.dual_module(x)
 
 
-def _is_multi_output(model: nn.Module) -> bool:
-    spec = getattr(model, "spec", None)
-    if spec is not None:
-        return bool(spec.multi_output)
-    from dualsr.models.drn import DRN
-
-    return isinstance(model, DRN)
+def is_dual_state(state) -> bool:
+    """True for the state dict of a list of dual models as dualsr saves them ('0.dual_module...')."""
+    return bool(state) and all(k.split(".", 1)[0].isdigit() and ".dual_module." in k for k in state)
 
 
 def build_duals(model_or_name: nn.Module | str, scale: int | None = None, **kw) -> nn.ModuleList:
-    """The dual models of a primal model (or model name): log2(s) x2 duals for DRN, else one.
+    """The dual models of a primal model (or model name), one per tap of `spec.dual_taps(scale)`.
 
-    kw: `n_feats` overrides the duals' width (default: the model's `n_feats`, else 16);
+    kw: `n_feats` overrides the duals' width (default: the model's `n_feats` config, else 16);
     `negval` the LeakyReLU slope; other keys go to the model builder when a name is given.
     """
+    from dualsr.models.spec import model_scale, spec_of
+
     n_feats = kw.pop("n_feats", None)
     negval = kw.pop("negval", 0.2)
     if isinstance(model_or_name, str):
@@ -77,18 +75,15 @@ def build_duals(model_or_name: nn.Module | str, scale: int | None = None, **kw) 
             model = create_model(model_or_name, scale, **kw)
     else:
         model = model_or_name
-    model_scale = getattr(model, "scale", None)
+    built_for = model_scale(model)
     if scale is None:
-        scale = model_scale
+        scale = built_for
     if scale is None:
-        raise ValueError("scale unknown: pass scale= for a model without a .scale attribute")
-    if model_scale is not None and model_scale != scale:
-        raise ValueError(f"model is x{model_scale} but duals were asked for x{scale}")
+        raise ValueError("scale unknown: pass scale= for a model that does not say its scale")
+    if built_for is not None and built_for != scale:
+        raise ValueError(f"model is x{built_for} but duals were asked for x{scale}")
     if n_feats is None:
-        n_feats = getattr(model, "n_feats", None) or DEFAULT_DUAL_FEATS
-    if _is_multi_output(model):
-        steps = round(math.log2(scale))
-        if 2**steps != scale:
-            raise ValueError(f"multi-output duals need a power-of-two scale, not x{scale}")
-        return nn.ModuleList(DualModel(2, n_feats, negval=negval) for _ in range(steps))
-    return nn.ModuleList([DualModel(scale, n_feats, negval=negval)])
+        config = model.config() if callable(getattr(model, "config", None)) else {}
+        n_feats = config.get("n_feats") or DEFAULT_DUAL_FEATS
+    taps = spec_of(model).dual_taps(scale)
+    return nn.ModuleList(DualModel(tap.factor, n_feats, negval=negval) for tap in taps)

@@ -1,71 +1,68 @@
-"""A small registry: model name -> builder, plus the metadata the rest of dualsr needs.
+"""A small registry: model name -> the `ModelSpec` its architecture file exports.
 
-Builders are named as "module:function" strings and imported on first use: no file registers
-itself at import time, and adding a model is one line in `_MODELS` below.
+The built-in specs are named as "module:attribute" strings and imported on first use: no file
+registers itself at import time, and adding a model is one file plus one line in `_BUILTIN`.
+`register_model(spec)` adds a spec at run time (a plug-in, or a test's toy model).
 """
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass, field
-from typing import Callable
+from typing import Mapping
 
-from torch import nn
+import torch
 
+from dualsr.models.spec import Detected, ModelSpec, normalize_name
 
-@dataclass(frozen=True)
-class ModelSpec:
-    """What callers need to know about a model without reading its code (cf. spandrel's descriptor).
-
-    value_range: pixel scale of input and output (all models of this project use 255).
-    multi_output: forward returns a list [LR, 2x, ..., sx] (DRN) instead of one tensor.
-    size_multiple: LR height/width must be a multiple of this (pad otherwise).
-    (The tiling padding is not stored: `dualsr.inference` derives each model's receptive radius.)
-    """
-
-    name: str
-    builder: str
-    scales: tuple[int, ...]
-    value_range: float = 255.0
-    multi_output: bool = False
-    size_multiple: int = 1
-    half_safe: bool = True
-    description: str = ""
-    defaults: dict = field(default_factory=dict)
-
-    def build(self, scale: int, **kwargs) -> nn.Module:
-        if scale not in self.scales:
-            raise ValueError(f"model {self.name!r} supports scales {list(self.scales)}, not x{scale}")
-        module_name, func_name = self.builder.split(":")
-        fn: Callable[..., nn.Module] = getattr(importlib.import_module(module_name), func_name)
-        model = fn(scale=scale, **{**self.defaults, **kwargs})
-        model.spec = self
-        return model
+# name -> "module:SPEC". Order matters for `detect`: the first spec that recognises a state dict
+# names it, so presets come before the general spec of their family (drn-s, drn-l, then drn-t).
+_BUILTIN: dict[str, str] = {
+    "drn-s": "dualsr.models.drn:DRN_S_SPEC",
+    "drn-l": "dualsr.models.drn:DRN_L_SPEC",
+    "drn-t": "dualsr.models.drn:DRN_T_SPEC",
+    "rlfn": "dualsr.models.rlfn:RLFN_SPEC",
+}
+_REGISTERED: dict[str, ModelSpec] = {}
+_LOADED: dict[str, ModelSpec] = {}
 
 
-_MODELS: dict[str, ModelSpec] = {}
+def register_model(spec: ModelSpec, replace: bool = False) -> ModelSpec:
+    """Add a spec to the registry (after the built-ins); `replace` allows re-registering a name."""
+    key = normalize_name(spec.name)
+    if key != spec.name:
+        raise ValueError(f"model names are lower case with dashes: {spec.name!r} -> {key!r}")
+    if not replace and (key in _BUILTIN or key in _REGISTERED):
+        raise ValueError(f"model {key!r} is already registered")
+    _REGISTERED[key] = spec
+    return spec
 
 
-def _add(spec: ModelSpec) -> None:
-    _MODELS[spec.name] = spec
-
-
-# The catalogue. Names are lower-case with dashes; aliases map to the same spec.
-_add(ModelSpec("drn-s", "dualsr.models.drn:drn_s", (4, 8), multi_output=True,
-               description="DRN-S (Guo et al., CVPR 2020): 30 RCABs, 16 features (x4) / 8 (x8)"))
-_add(ModelSpec("drn-l", "dualsr.models.drn:drn_l", (4, 8), multi_output=True,
-               description="DRN-L: 40 RCABs, 20 features (x4) / 36 RCABs, 10 features (x8)"))
-_add(ModelSpec("drn-t", "dualsr.models.drn:drn_t", (2, 4, 8), multi_output=True,
-               description="DRN-T: a tiny DRN preset of this project, trains on a CPU"))
-_add(ModelSpec("rlfn", "dualsr.models.rlfn:rlfn", (2, 3, 4),
-               description="RLFN (Kong et al., CVPRW 2022), NTIRE 2022 efficient-SR winner"))
+def unregister_model(name: str) -> None:
+    """Remove a spec added by `register_model`."""
+    _REGISTERED.pop(normalize_name(name), None)
 
 
 def get_spec(name: str) -> ModelSpec:
-    key = name.lower().replace("_", "-")
-    if key not in _MODELS:
-        raise KeyError(f"unknown model {name!r}; known: {', '.join(sorted(_MODELS))}")
-    return _MODELS[key]
+    """The spec registered as `name` (any case, '_' or '-'); KeyError naming the known models."""
+    key = normalize_name(name)
+    if key in _REGISTERED:
+        return _REGISTERED[key]
+    if key not in _BUILTIN:
+        raise KeyError(f"unknown model {name!r}; known: {', '.join(list_models())}")
+    if key not in _LOADED:
+        module_name, attribute = _BUILTIN[key].split(":")
+        _LOADED[key] = getattr(importlib.import_module(module_name), attribute)
+    return _LOADED[key]
 
 
 def list_models() -> list[str]:
-    return sorted(_MODELS)
+    """Registered names: the built-ins in detection order, then those added by `register_model`."""
+    return list(_BUILTIN) + [name for name in _REGISTERED if name not in _BUILTIN]
+
+
+def detect(state: Mapping[str, torch.Tensor]) -> Detected | None:
+    """The first registered model whose spec recognises `state` from its keys and shapes, or None."""
+    for name in list_models():
+        found = get_spec(name).detect(state)
+        if found is not None:
+            return found
+    return None

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dualsr.models.widths import resolve_widths
+from dualsr.models.spec import Detected, ModelSpec, PrunableLayer, resolve_widths
 
 WIDTHS_PER_BLOCK = 3
 
@@ -118,3 +118,74 @@ class RLFN(nn.Module):
 def rlfn(scale: int = 4, **kw) -> RLFN:
     """RLFN with 52 features and 6 RLFBs (543,740 parameters at x4, 526,856 at x2)."""
     return RLFN(scale=scale, **kw)
+
+
+# ---------------------------------------------------------------------------------- the spec
+
+# ESA's coarse path (conv k3 s2 p0 -> max-pool k7 s3 -> conv k3 -> bilinear back) reaches 12 LR
+# pixels on one side and 26 on the other (a pooled pixel spans 6 input pixels), plus one pixel of
+# grid misalignment. Its pooling grid follows the tile, so tiles are never exact.
+_ESA_REACH = 27
+# conv2 (k3, no padding) must leave 7 pixels for the 7x7 max-pool: (h - 3) // 2 + 1 >= 7
+_MIN_INPUT = 15
+
+
+def prunable_layers(model: RLFN) -> list[PrunableLayer]:
+    """Per RLFB: the outputs of c1_r and c2_r and of the ESA's first 1x1 conv (the stream stays)."""
+    full = full_widths(model.n_feats, model.n_blocks, model.esa_width)
+    w = model.widths
+    layers = []
+    for i in range(model.n_blocks):
+        b = f"block_{i + 1}"
+        layers += [
+            PrunableLayer(f"{b}.c1_r", f"{b}.c1_r", (f"{b}.c2_r",), f"{b}.c1_r", full[3 * i], w[3 * i]),
+            PrunableLayer(f"{b}.c2_r", f"{b}.c2_r", (f"{b}.c3_r",), f"{b}.c2_r", full[3 * i + 1], w[3 * i + 1]),
+            PrunableLayer(f"{b}.esa.conv1", f"{b}.esa.conv1", (f"{b}.esa.conv_f", f"{b}.esa.conv2"),
+                          f"{b}.esa.conv1", full[3 * i + 2], w[3 * i + 2]),
+        ]
+    return layers
+
+
+def receptive_radius(model: RLFN) -> float:
+    """Upper bound in LR pixels: head conv, per block three 3x3 convs and the ESA, tail, upsampler."""
+    return 1.0 + model.n_blocks * (3.0 + _ESA_REACH) + 1.0 + 1.0 + 1.0 / model.scale
+
+
+def detect(state) -> Detected | None:
+    """RLFN from its keys (conv_1, block_1.., upsampler.0) and shapes; pruned widths included."""
+    if not {"conv_1.weight", "conv_2.weight", "upsampler.0.weight", "block_1.esa.conv_f.weight"} <= set(state):
+        return None
+    n_blocks = 0
+    while f"block_{n_blocks + 1}.c1_r.weight" in state:
+        n_blocks += 1
+    n_feats = int(state["conv_1.weight"].shape[0])
+    n_colors = int(state["conv_1.weight"].shape[1])
+    scale = round((int(state["upsampler.0.weight"].shape[0]) / n_colors) ** 0.5)
+    if n_colors != 3 or scale * scale * n_colors != state["upsampler.0.weight"].shape[0] or scale not in RLFN_SCALES:
+        return None
+    esa_width = int(state["block_1.esa.conv_f.weight"].shape[0])
+    try:
+        widths = []
+        for i in range(1, n_blocks + 1):
+            widths += [int(state[f"block_{i}.c1_r.weight"].shape[0]), int(state[f"block_{i}.c2_r.weight"].shape[0]),
+                       int(state[f"block_{i}.esa.conv1.weight"].shape[0])]
+    except KeyError:
+        return None
+    pruned = widths != full_widths(n_feats, n_blocks, esa_width)
+    return Detected("rlfn", scale, {"n_feats": n_feats, "n_blocks": n_blocks, "esa_width": esa_width,
+                                    "widths": widths if pruned else None}, tuple(widths))
+
+
+def distill_feature(model: RLFN) -> str:
+    """The upsampler conv: its input (stream + long skip) is the feature DRC distils."""
+    return "upsampler.0"
+
+
+RLFN_SCALES = (2, 3, 4)
+RLFN_SPEC = ModelSpec(
+    name="rlfn", builder=rlfn, scales=RLFN_SCALES, title="RLFN", family="rlfn",
+    description="RLFN (Kong et al., CVPRW 2022), NTIRE 2022 efficient-SR winner",
+    value_range=255.0, min_input=_MIN_INPUT, outputs="single", tiling="approximate",
+    receptive_radius=receptive_radius, prunable_layers=prunable_layers, distill_feature=distill_feature,
+    detect=detect,
+)

@@ -92,12 +92,3 @@ def max_over_ranks(ctx: DistContext, value: float) -> float:
     t = torch.tensor([value], dtype=torch.float64, device=ctx.device if ctx.device.type == "cuda" else "cpu")
     dist.all_reduce(t, op=dist.ReduceOp.MAX)
     return float(t.item())
-
-
-def any_rank(ctx: DistContext, flag: bool) -> bool:
-    """True if `flag` is true on any process (used to stop all of them together)."""
-    if not ctx.distributed:
-        return flag
-    t = torch.tensor([1.0 if flag else 0.0], device=ctx.device if ctx.device.type == "cuda" else "cpu")
-    dist.all_reduce(t, op=dist.ReduceOp.MAX)
-    return bool(t.item() > 0)

@@ -1,4 +1,7 @@
-"""The training loop: primal + dual models, dual-regression objective, checkpoints, exact resume.
+"""The training loop: data, models, objective step, checkpoints, validation and exact resume.
+
+The pieces live beside it: the objective step and optimizers in `step.py`, the learning-rate
+schedule in `schedule.py`, training states in `state.py`, process groups in `distributed.py`.
 
 Layout of a run (BasicSR's): experiments/<name>/
     config.yaml                      the resolved options
@@ -16,11 +19,10 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-import os
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from torch import nn
@@ -29,111 +31,19 @@ from dualsr.config import ConfigError, dump_config
 from dualsr.data.datasets import (
     PatchSampler, build_image_cache, build_pyramid_cache, find_images, split_holdout, validation_pairs,
 )
-from dualsr.objective import dual_regression_loss
+from dualsr.models.spec import sr_image
 from dualsr.train import distributed as D
+from dualsr.train.schedule import CosineSchedule
 from dualsr.train.state import capture_rng, latest_state, list_states, load_state, restore_rng, save_state
+from dualsr.train.step import PrimalDualStep, make_optimizer
 
 log = logging.getLogger("dualsr.train")
-
-# Test hooks: exit abruptly (no cleanup, no checkpoint) after this iteration, as a killed job
-# would; and have every process write a checksum of its weights to this folder at the end.
-_DEBUG_EXIT_ENV = "DUALSR_DEBUG_EXIT_AT_ITER"
-_DEBUG_CHECKSUM_ENV = "DUALSR_DEBUG_CHECKSUM_DIR"
-
-
-def weights_checksum(module: nn.Module) -> str:
-    """sha256 over a module's state_dict (names, dtypes, shapes and bytes), to compare processes."""
-    import hashlib
-
-    digest = hashlib.sha256()
-    for name, tensor in module.state_dict().items():
-        t = tensor.detach().cpu().contiguous()
-        digest.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
-        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    return digest.hexdigest()
-
-
-class CosineSchedule:
-    """Cosine annealing from the optimizer's base lr to eta_min over `total` iterations, optional warmup.
-
-    Closed form in the iteration (unlike torch's recursive CosineAnnealingLR), so a resumed run and
-    a run whose total length changed compute the same rates without accumulated rounding.
-    """
-
-    def __init__(self, optimizer: torch.optim.Optimizer, total: int, eta_min: float = 1e-7, warmup: int = 0):
-        self.optimizer = optimizer
-        self.total = max(1, int(total))
-        self.eta_min = float(eta_min)
-        self.warmup = int(warmup)
-        self.base_lrs = [g["lr"] for g in optimizer.param_groups]
-        self.iteration = 0
-
-    def rate(self, base: float, iteration: int, min_progress: float = 0.0) -> float:
-        """Learning rate used for the update of (1-based) `iteration`.
-
-        min_progress lets a wall-clock budget push the annealing ahead of the iteration count.
-        """
-        t = iteration - 1
-        if self.warmup and t < self.warmup:
-            return base * (t + 1) / self.warmup
-        progress = min(1.0, max(0.0, t / self.total, min_progress))
-        return self.eta_min + (base - self.eta_min) * 0.5 * (1.0 + math.cos(math.pi * progress))
-
-    def set_iteration(self, iteration: int, min_progress: float = 0.0) -> float:
-        """Set the rates for `iteration`; returns the first group's rate."""
-        self.iteration = iteration
-        for group, base in zip(self.optimizer.param_groups, self.base_lrs):
-            group["lr"] = self.rate(base, iteration, min_progress)
-        return self.optimizer.param_groups[0]["lr"]
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"total": self.total, "eta_min": self.eta_min, "warmup": self.warmup,
-                "base_lrs": list(self.base_lrs), "iteration": self.iteration}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.base_lrs = list(state["base_lrs"])
-        self.iteration = int(state["iteration"])
-
-
-class PrimalDualStep(nn.Module):
-    """Primal model + its duals as one module whose forward returns the objective's terms.
-
-    One module so that DistributedDataParallel averages the gradients of both in one pass.
-    """
-
-    def __init__(self, primal: nn.Module, duals: nn.ModuleList | None, dual_weight: float):
-        super().__init__()
-        self.primal = primal
-        self.duals = duals
-        self.dual_weight = dual_weight
-
-    def forward(self, pyramid: list[torch.Tensor], unpaired_lr: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        outputs = self.primal(pyramid[0])
-        unpaired = (self.primal(unpaired_lr), unpaired_lr) if unpaired_lr is not None else None
-        return dual_regression_loss(outputs, pyramid, self.duals, self.dual_weight, unpaired=unpaired)
-
-
-def _save_weights(module: nn.Module, path: Path, metadata: dict | None = None) -> None:
-    from dualsr.checkpoint import save_weights
-
-    save_weights(module, path, metadata=metadata)
 
 
 def _psnr_y(sr: torch.Tensor, hr: torch.Tensor, crop_border: int) -> float:
     from dualsr.metrics import psnr
 
     return float(psnr(sr, hr, crop_border=crop_border, y_channel=True))
-
-
-def _make_optimizer(params, options: dict) -> torch.optim.Optimizer:
-    options = dict(options)
-    kind = options.pop("type", "Adam")
-    if kind not in ("Adam", "AdamW"):
-        raise ConfigError(f"optimizer type {kind!r} is not supported (Adam, AdamW)")
-    cls = torch.optim.Adam if kind == "Adam" else torch.optim.AdamW
-    if "betas" in options:
-        options["betas"] = tuple(options["betas"])
-    return cls(params, **options)
 
 
 class Trainer:
@@ -253,12 +163,18 @@ class Trainer:
         if paths["pretrain_network_g"]:
             # a dualsr file carries its architecture config (e.g. a pruned model's widths), so a
             # compressed model is fine-tuned without restating its widths in network_g
-            from dualsr.checkpoint import build_for_weights
+            from dualsr.checkpoint import WeightsError, load
 
-            self.model = build_for_weights(kind, self.scale, paths["pretrain_network_g"],
-                                           strict=paths["strict_load"], **net_opt)
+            try:
+                self.model = load(paths["pretrain_network_g"], name=kind, scale=self.scale,
+                                  strict=paths["strict_load"], **net_opt).model
+            except (WeightsError, KeyError) as exc:
+                raise ConfigError(f"path.pretrain_network_g: {str(exc).strip(chr(39))}") from None
         else:
             self.model = create_model(kind, self.scale, **net_opt)
+        problem = self.model.spec.patch_problem(int(c["datasets"]["train"]["gt_size"]), self.scale)
+        if problem:
+            raise ConfigError(f"datasets.train.gt_size={c['datasets']['train']['gt_size']}: {problem}")
         self.duals = create_dual(self.model, self.scale, **c["network_dual"]) if self.dual_weight else None
         if paths["pretrain_network_dual"] and self.duals is not None:
             from dualsr.checkpoint import load_weights
@@ -286,10 +202,10 @@ class Trainer:
             raise ConfigError(f"scheduler type {sched['type']!r} is not supported (CosineAnnealing)")
         eta_min, warmup = float(sched.get("eta_min", 1e-7)), int(sched.get("warmup_iter", 0))
         period = int(sched.get("periods", self.total_iter))
-        self.optimizers = [_make_optimizer(self.model.parameters(), tc["optim_g"])]
+        self.optimizers = [make_optimizer(self.model.parameters(), tc["optim_g"])]
         dual_opt = {**tc["optim_g"], **tc["optim_dual"]}
         for dual in self.duals or []:
-            self.optimizers.append(_make_optimizer(dual.parameters(), dual_opt))  # one per dual, as official
+            self.optimizers.append(make_optimizer(dual.parameters(), dual_opt))  # one per dual, as official
         self.schedulers = [CosineSchedule(o, period, eta_min, warmup) for o in self.optimizers]
         amp = tc["amp"]
         self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp)
@@ -342,7 +258,14 @@ class Trainer:
         }
 
     def _weights_meta(self, iteration: int) -> dict:
-        return {"iteration": iteration, "scale": self.scale, "network_g": self.config["network_g"]}
+        return {"iteration": iteration, "network_g": self.config["network_g"]}
+
+    def _save_weights(self, tag: str, metadata: dict) -> None:
+        from dualsr.checkpoint import save_weights
+
+        save_weights(self.model, self.models_dir / f"net_g_{tag}.safetensors", metadata)
+        if self.duals is not None:
+            save_weights(self.duals, self.models_dir / f"net_dual_{tag}.safetensors", metadata, duals_of=self.model)
 
     def save_checkpoint(self, iteration: int) -> None:
         """Weights (numbered + latest) and the training state; all ranks call, rank 0 writes."""
@@ -351,9 +274,7 @@ class Trainer:
             return
         meta = self._weights_meta(iteration)
         for tag in (str(iteration), "latest"):
-            _save_weights(self.model, self.models_dir / f"net_g_{tag}.safetensors", meta)
-            if self.duals is not None:
-                _save_weights(self.duals, self.models_dir / f"net_dual_{tag}.safetensors", meta)
+            self._save_weights(tag, meta)
         save_state(self._state(iteration, rngs), self.states_dir / f"{iteration}.state")
         self._prune_old(int(self.config["logger"]["keep_checkpoints"]))
         log.info("saved checkpoint at iteration %d", iteration)
@@ -376,8 +297,7 @@ class Trainer:
         crop = int(self.config["val"]["crop_border"])
         scores = []
         for _, lr, hr in self.val_pairs:
-            out = model(lr.to(self.device, memory_format=self.memory_format))
-            sr = out[-1] if isinstance(out, (list, tuple)) else out
+            sr = sr_image(model, lr.to(self.device, memory_format=self.memory_format))
             scores.append(_psnr_y(sr.float().cpu(), hr, crop))
         model.train(was_training)
         return sum(scores) / max(1, len(scores))
@@ -422,8 +342,11 @@ class Trainer:
             self.scaler.update()
         return {k: v.detach() for k, v in losses.items()}, lr
 
-    def fit(self) -> dict[str, Any]:
-        """Train from `start_iter` to `total_iter` (or `max_minutes`); returns a summary."""
+    def fit(self, on_iteration: Callable[[int], None] | None = None) -> dict[str, Any]:
+        """Train from `start_iter` to `total_iter` (or `max_minutes`); returns a summary.
+
+        on_iteration(iteration) is called after each finished iteration (and its checkpoint).
+        """
         c, lg = self.config, self.config["logger"]
         if self.is_main:
             self.root.mkdir(parents=True, exist_ok=True)
@@ -435,7 +358,6 @@ class Trainer:
         max_minutes = c["train"]["max_minutes"]
         budget_s = 60.0 * float(max_minutes) if max_minutes else None
         anneal_by_time = bool(budget_s) and c["train"]["time_annealing"]
-        exit_at = int(os.environ.get(_DEBUG_EXIT_ENV, "0"))
         print_freq, val_freq = int(lg["print_freq"]), int(c["val"]["val_freq"])
         save_freq = int(lg["save_checkpoint_freq"])
         bar = None
@@ -487,8 +409,8 @@ class Trainer:
                 if save_freq and iteration % save_freq == 0 and iteration != self.total_iter:
                     self.save_checkpoint(iteration)
                     last_saved = iteration
-                if exit_at and iteration == exit_at:
-                    os._exit(3)  # test hook: an abrupt kill, nothing flushed or saved
+                if on_iteration is not None:
+                    on_iteration(iteration)
         except KeyboardInterrupt:
             log.info("interrupted after iteration %d; saving a checkpoint", done)
             stopped_early = True
@@ -504,9 +426,6 @@ class Trainer:
             self.save_checkpoint(iteration)
         if tb is not None:
             tb.close()
-        checksum_dir = os.environ.get(_DEBUG_CHECKSUM_ENV)
-        if checksum_dir:
-            Path(checksum_dir, f"rank{self.ctx.rank}.sha256").write_text(weights_checksum(self.step_module))
         D.barrier(self.ctx)
         summary = {"iteration": iteration, "best_psnr": self.best["psnr"], "best_iter": self.best["iter"],
                    "stopped_early": stopped_early, "root": str(self.root), "rank": self.ctx.rank}
@@ -527,10 +446,7 @@ class Trainer:
             if improved:
                 self.best = {"psnr": psnr, "iter": iteration}
                 if self.config["val"]["save_best"]:
-                    meta = {**self._weights_meta(iteration), "val_psnr": psnr}
-                    _save_weights(self.model, self.models_dir / "net_g_best.safetensors", meta)
-                    if self.duals is not None:
-                        _save_weights(self.duals, self.models_dir / "net_dual_best.safetensors", meta)
+                    self._save_weights("best", {**self._weights_meta(iteration), "val_psnr": psnr})
             log.info("validation at iter %d: PSNR(Y) %.3f dB on %d held-out images (best %.3f @ %d)%s [%.1fs]",
                      iteration, psnr, len(self.val_pairs), self.best["psnr"], self.best["iter"],
                      " *" if improved else "", time.monotonic() - t0)

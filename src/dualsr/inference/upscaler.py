@@ -1,0 +1,368 @@
+"""Upscaling images of any size with a super-resolution model: tiled, memory-bounded, exact.
+
+Everything model-specific comes from the model's spec: the size multiple and minimum input (the
+LR is replicate-padded to them and the output cropped), the receptive radius (the default tile
+padding), and the tiling kind: "local" models tile exactly once the padding covers the radius,
+"global_pool" models (DRN's channel attention) too when their pooling layers get whole-image
+means (`tiling.WholeImageMeans`, one partial pass per pooling layer), "approximate" ones (RLFN:
+its ESA max-pools with stride 3 and interpolates back to the tile size, measured up to 100 grey
+levels off at small pads, benchmarks/REPORT.md) never. `Upscaler.exact_tiling` says which case
+applies, a warning is issued when an approximate model is tiled, and `tile="auto"` only tiles
+when the image does not fit in memory.
+
+Values: models see RGB on the 0-255 scale (`run_model` converts to the model's own range).
+Grayscale images run as three equal channels and the result is folded back with the channel
+*mean* (the least-squares projection onto the grey axis; BT.601 luma would favour green for no
+reason on a grey input). 16-bit images run on v/257 (the same 0-255 scale, fractions kept) and
+are written back x257. Alpha is resized with the MATLAB bicubic (`dualsr.data.resize.imresize`),
+tile by tile as well.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import warnings
+from pathlib import Path
+from typing import Union
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from dualsr.data.resize import imresize
+from dualsr.inference import memory
+from dualsr.inference.formats import FORMAT_FLOAT1, FORMAT_FLOAT255, FORMAT_UINT8, FORMAT_UINT16, OutputFormat
+from dualsr.inference.tiling import StopForward, WholeImageMeans, make_tiles
+from dualsr.models.spec import model_scale, pooling_layers, spec_of, sr_image
+
+ImageInput = Union["Image.Image", np.ndarray, torch.Tensor]  # noqa: F821 (PIL imported lazily)
+
+# LR pixels of context for the alpha channel: the bicubic kernel reaches 2 LR pixels.
+_ALPHA_PAD = 4
+# Fraction of the free memory `tile="auto"` may plan for (the rest is for the process itself).
+_AUTO_MEMORY_FRACTION = 0.5
+# Peak memory of a forward relative to its largest single activation: about 3.3x measured with
+# ru_maxrss on drn-t x4 (skip copies, concatenations and the upsampled input coexist); 6 leaves margin.
+_PEAK_ACTIVATION_FACTOR = 6.0
+# Tile padding for a module whose spec gives no receptive radius (its tiling is approximate anyway).
+_UNKNOWN_RADIUS = 16
+_DTYPES = {"float32": torch.float32, "float": torch.float32, "fp32": torch.float32,
+           "float16": torch.float16, "half": torch.float16, "fp16": torch.float16,
+           "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}
+
+
+def _parse_dtype(dtype: torch.dtype | str) -> torch.dtype:
+    if isinstance(dtype, torch.dtype):
+        if dtype not in (torch.float32, torch.float16, torch.bfloat16):
+            raise ValueError(f"dtype must be float32, float16 or bfloat16, got {dtype}")
+        return dtype
+    try:
+        return _DTYPES[str(dtype).lower()]
+    except KeyError:
+        raise ValueError(f"dtype must be float32, float16 or bfloat16, got {dtype!r}") from None
+
+
+def _resolve_model(model, weights, scale, config) -> tuple[nn.Module, int, str]:
+    """(module, scale, name) for the Upscaler's arguments, through `dualsr.checkpoint.load`."""
+    from dualsr.checkpoint import load, load_weights
+    from dualsr.models import get_spec
+
+    if isinstance(model, nn.Module):
+        if weights is not None:
+            load_weights(model, weights, strict=True)
+        found = model_scale(model) or scale
+        if found is None:
+            raise ValueError("give scale= for a model that does not say its scale")
+        if scale is not None and found != scale:
+            raise ValueError(f"the model is x{found}, not x{scale}")
+        spec = spec_of(model)
+        return model, int(found), spec.name if spec.name != "module" else type(model).__name__
+    if weights is None:
+        from dualsr.weights import default_weights
+
+        shipped = default_weights()
+        if model is not None and get_spec(model).name != shipped.model:
+            raise ValueError(f"model {model!r} needs weights= (a random model would produce noise)")
+        if scale is not None and scale != shipped.scale:
+            raise ValueError(f"the default model is x{shipped.scale}; for x{scale} give a model and weights")
+        weights = shipped.path
+    loaded = load(weights, name=model, scale=scale, **config)
+    return loaded.model, loaded.scale, loaded.name
+
+
+class Upscaler:
+    """Super-resolve images with a model, tiled so that memory is bounded by the tile.
+
+    model: None (the shipped default model), a registry name (with `weights`), or an nn.Module.
+    weights: a weights file (safetensors, official .pt/.pth, BasicSR) loaded strictly.
+    scale: the model's scale; guessed from the weights when omitted (the scale whose
+        architecture the file fits), else 4.
+    tile: None (whole image at once), an LR tile size in pixels, or "auto" (from free memory).
+    tile_pad: LR pixels of context around each tile; default: the model's receptive radius, which
+        makes tiles exact (up to float rounding) for local models and, with `global_stats`, DRN.
+    global_stats: compute channel-attention means over the whole image when tiling (exact, one
+        extra partial pass per attention layer); False uses per-tile means (faster, approximate).
+    dtype: float32, float16 or bfloat16 for the model's arithmetic.
+    progress: show a tqdm bar over tiles on stderr.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module | str | None = None,
+        weights: str | os.PathLike | None = None,
+        scale: int | None = None,
+        device: torch.device | str = "cpu",
+        tile: int | str | None = None,
+        tile_pad: int | None = None,
+        dtype: torch.dtype | str = torch.float32,
+        global_stats: bool = True,
+        progress: bool = False,
+        model_kwargs: dict | None = None,
+    ):
+        self.device = torch.device(device)
+        self.dtype = _parse_dtype(dtype)
+        self.model, self.scale, self.name = _resolve_model(model, weights, scale, dict(model_kwargs or {}))
+        # channels_last: oneDNN's convolutions run 1.4x (DRN-S) to 1.75x (drn-t) faster on this CPU
+        self.model = self.model.to(device=self.device, dtype=self.dtype, memory_format=torch.channels_last).eval()
+        self.spec = spec = spec_of(self.model)
+        if self.dtype != torch.float32 and not spec.half_safe:
+            warnings.warn(f"{spec.name} is not marked safe in {self.dtype}; expect degraded output", stacklevel=2)
+        self.size_multiple = spec.size_multiple
+        self.min_size = spec.min_input
+        radius = spec.receptive_radius(self.model) if spec.receptive_radius is not None else _UNKNOWN_RADIUS
+        self.receptive_radius = int(math.ceil(radius))
+        self.tile_pad = self.receptive_radius if tile_pad is None else int(tile_pad)
+        if self.tile_pad < 0:
+            raise ValueError(f"tile_pad must be >= 0, got {tile_pad}")
+        side = max(16, self.min_size)
+        side += (-side) % self.size_multiple
+        probe = torch.full((1, 3, side, side), 128.0 * spec.value_range / 255.0, device=self.device, dtype=self.dtype)
+        activation_per_px = memory.largest_activation_per_pixel(self.model, probe)
+        self.bytes_per_lr_pixel = activation_per_px * _PEAK_ACTIVATION_FACTOR * torch.finfo(self.dtype).bits / 8
+        if not (tile is None or tile == "auto" or (isinstance(tile, int) and tile > 0)):
+            raise ValueError(f"tile must be None, 'auto' or a positive int, got {tile!r}")
+        self.tile = tile
+        self.global_stats = global_stats
+        self.progress = progress
+        # layers that pool over the whole image; each needs one statistics pass when tiling exactly
+        self.pool_layers = pooling_layers(self.model) if spec.tiling == "global_pool" else []
+        self._warned_approximate = False
+
+    @property
+    def exact_tiling(self) -> bool:
+        """Whether tiled output equals untiled output up to float rounding (with the current settings)."""
+        if self.spec.tiling == "approximate":
+            return False
+        if self.pool_layers and not self.global_stats:
+            return False
+        return self.tile_pad >= self.receptive_radius
+
+    def tile_for(self, height: int, width: int) -> int | None:
+        """The LR tile size used for an image of this size (None: the whole image at once)."""
+        if self.tile != "auto":
+            return self.tile
+        budget = memory.available_memory(self.device) * _AUTO_MEMORY_FRACTION
+        if height * width * self.bytes_per_lr_pixel <= budget:
+            return None
+        side = int(math.sqrt(budget / self.bytes_per_lr_pixel)) - 2 * self.tile_pad
+        return max(32, side // 16 * 16)
+
+    # -------------------------------------------------------------------- running
+
+    def _forward(self, window: torch.Tensor) -> torch.Tensor:
+        """(3, h, w) float 0-255 -> (3, h*s, w*s) float32 on CPU."""
+        h, w = window.shape[-2:]
+        x = window[None].to(device=self.device, dtype=self.dtype).contiguous(memory_format=torch.channels_last)
+        # pad bottom/right by replication to the model's size multiple and minimum size; cropped below
+        m = self.size_multiple
+        pad_h = max((-h) % m, self.min_size - h, 0)
+        pad_w = max((-w) % m, self.min_size - w, 0)
+        pad_h += (-(h + pad_h)) % m
+        pad_w += (-(w + pad_w)) % m
+        if pad_h or pad_w:
+            x = F.pad(x, (0, pad_w, 0, pad_h), mode="replicate").contiguous(memory_format=torch.channels_last)
+        out = sr_image(self.model, x)
+        s = self.scale
+        return out[0, :, : h * s, : w * s].to(device="cpu", dtype=torch.float32)
+
+    def _progress(self, total: int, desc: str):
+        from tqdm import tqdm
+
+        return tqdm(total=total, desc=desc, unit="tile", leave=False,
+                    disable=True if not self.progress or total <= 1 else None, dynamic_ncols=True)
+
+    def upscale_planes(
+        self,
+        rgb: torch.Tensor,
+        alpha: torch.Tensor | None = None,
+        grayscale: bool = False,
+        fmt: OutputFormat = FORMAT_UINT8,
+        desc: str = "tiles",
+    ) -> np.ndarray:
+        """Upscale a (3, H, W) 0-255 image (+ (1, H, W) alpha) into an (sH, sW, C) array.
+
+        C is 1 (grayscale) or 3, plus 1 for alpha; samples follow `fmt` (uint8, uint16 or float).
+        The output is preallocated and filled tile by tile; no full-size float image is held.
+        """
+        if rgb.dim() != 3 or rgb.shape[0] != 3:
+            raise ValueError(f"rgb must be (3, H, W), got {tuple(rgb.shape)}")
+        rgb = rgb.detach().to("cpu", torch.float32)
+        height, width = rgb.shape[-2:]
+        s = self.scale
+        colour_channels = 1 if grayscale else 3
+        channels = colour_channels + (alpha is not None)
+        out = np.empty((height * s, width * s, channels), dtype=fmt.dtype)
+        tile = self.tile_for(height, width)
+        tiles = make_tiles(height, width, tile, self.tile_pad)
+        if len(tiles) > 1 and not self.exact_tiling and not self._warned_approximate:
+            self._warned_approximate = True
+            warnings.warn(f"{self.name}: tiled output only approximates the untiled one "
+                          f"({'per-tile attention means' if self.pool_layers else 'non-local layers'}, "
+                          f"tile_pad {self.tile_pad})", stacklevel=2)
+        use_stats = len(tiles) > 1 and self.global_stats and bool(self.pool_layers)
+        n_passes = (len(self.pool_layers) if use_stats else 0) + 1
+        with torch.inference_mode(), self._progress(len(tiles) * n_passes, desc) as bar:
+            pooling = WholeImageMeans(self.pool_layers) if use_stats else None
+            with pooling if pooling is not None else contextlib.nullcontext():
+                while pooling is not None and not pooling.complete:
+                    pooling.start_pass()
+                    for t in tiles:
+                        pooling.window = (t.wy1 - t.wy0, t.wx1 - t.wx0, *t.core_in_window())
+                        try:
+                            self._forward(rgb[:, t.wy0:t.wy1, t.wx0:t.wx1])
+                        except StopForward:
+                            pass
+                        bar.update()
+                    pooling.finish_pass()
+                for t in tiles:
+                    sr = self._forward(rgb[:, t.wy0:t.wy1, t.wx0:t.wx1])
+                    cy0, cy1, cx0, cx1 = t.core_in_window()
+                    core = sr[:, cy0 * s:cy1 * s, cx0 * s:cx1 * s]
+                    if grayscale:
+                        core = core.mean(dim=0, keepdim=True)
+                    out[t.y0 * s:t.y1 * s, t.x0 * s:t.x1 * s, :colour_channels] = fmt.convert(core)
+                    del sr, core
+                    bar.update()
+        if alpha is not None:
+            out[:, :, colour_channels:] = self._resize_alpha(alpha, tile, fmt)
+        return out
+
+    def _resize_alpha(self, alpha: torch.Tensor, tile: int | None, fmt: OutputFormat) -> np.ndarray:
+        """MATLAB-bicubic upscaling of a (1, H, W) 0-255 plane, tile by tile, into (sH, sW, 1)."""
+        alpha = alpha.detach().to("cpu", torch.float32)
+        height, width = alpha.shape[-2:]
+        s = self.scale
+        out = np.empty((height * s, width * s, 1), dtype=fmt.dtype)
+        for t in make_tiles(height, width, tile, _ALPHA_PAD):
+            window = alpha[:, t.wy0:t.wy1, t.wx0:t.wx1].to(torch.float64)
+            big = imresize(window, s)
+            cy0, cy1, cx0, cx1 = t.core_in_window()
+            out[t.y0 * s:t.y1 * s, t.x0 * s:t.x1 * s] = fmt.convert(big[:, cy0 * s:cy1 * s, cx0 * s:cx1 * s])
+        return out
+
+    def upscale(self, image: ImageInput) -> ImageInput:
+        """Upscale a PIL image, a numpy array (HW/HWC, uint8, uint16 or float 0-1) or a tensor.
+
+        Returns the same kind: PIL in the same mode family (palette/CMYK come back as RGB(A)),
+        numpy with the same dtype and layout, tensors ((C,H,W) or (N,C,H,W), float on the 0-255
+        scale or uint8) on the same device.
+        """
+        if isinstance(image, torch.Tensor):
+            return self._upscale_tensor(image)
+        if isinstance(image, np.ndarray):
+            return self._upscale_numpy(image)
+        from PIL import Image
+
+        if isinstance(image, Image.Image):
+            return self._upscale_pil(image)
+        raise TypeError(f"cannot upscale a {type(image).__name__}: give a PIL image, numpy array or tensor")
+
+    __call__ = upscale
+
+    def upscale_file(self, src: str | os.PathLike, dst: str | os.PathLike, desc: str | None = None) -> Path:
+        """Read `src`, upscale it keeping alpha/grayscale/bit depth, write `dst` atomically."""
+        from dualsr.data.imageio import read_image, write_array
+
+        loaded = read_image(src)
+        fmt = FORMAT_UINT16 if loaded.bit_depth == 16 else FORMAT_UINT8
+        array = self.upscale_planes(loaded.rgb, loaded.alpha, grayscale=loaded.grayscale, fmt=fmt,
+                                    desc=desc or Path(src).name)
+        return write_array(dst, array)
+
+    # -------------------------------------------------------------------- input kinds
+
+    def _planes_from_hwc(self, array: np.ndarray) -> tuple[torch.Tensor, torch.Tensor | None, bool]:
+        """(H, W, C) float 0-255 -> rgb (3,H,W), alpha (1,H,W) or None, grayscale flag."""
+        channels = array.shape[2]
+        planes = torch.from_numpy(np.array(array.transpose(2, 0, 1), dtype=np.float32))  # own, writable copy
+        if channels in (1, 2):
+            return planes[:1].expand(3, -1, -1), (planes[1:] if channels == 2 else None), True
+        if channels in (3, 4):
+            return planes[:3], (planes[3:] if channels == 4 else None), False
+        raise ValueError(f"images must have 1, 2, 3 or 4 channels, got {channels}")
+
+    def _upscale_numpy(self, array: np.ndarray) -> np.ndarray:
+        if array.ndim not in (2, 3):
+            raise ValueError(f"numpy images must be (H, W) or (H, W, C), got shape {array.shape}")
+        hwc = array[:, :, None] if array.ndim == 2 else array
+        if array.dtype == np.uint8:
+            values, fmt = hwc.astype(np.float32), FORMAT_UINT8
+        elif array.dtype == np.uint16:
+            values, fmt = hwc.astype(np.float32) / 257.0, FORMAT_UINT16
+        elif np.issubdtype(array.dtype, np.floating):
+            values, fmt = hwc.astype(np.float32) * 255.0, FORMAT_FLOAT1  # float arrays are 0-1
+        else:
+            raise ValueError(f"numpy images must be uint8, uint16 or float (0-1), got {array.dtype}")
+        rgb, alpha, gray = self._planes_from_hwc(values)
+        out = self.upscale_planes(rgb, alpha, grayscale=gray, fmt=fmt)
+        if array.ndim == 2:
+            out = out[:, :, 0]
+        return out.astype(array.dtype, copy=False)
+
+    def _upscale_tensor(self, tensor: torch.Tensor) -> torch.Tensor:
+        if tensor.dim() == 4:
+            return torch.stack([self._upscale_tensor(item) for item in tensor])
+        if tensor.dim() != 3:
+            raise ValueError(f"tensors must be (C, H, W) or (N, C, H, W), got {tuple(tensor.shape)}")
+        if tensor.dtype == torch.uint8:
+            fmt = FORMAT_UINT8
+        elif tensor.is_floating_point():
+            fmt = FORMAT_FLOAT255
+        else:
+            raise ValueError(f"tensors must be float (0-255) or uint8, got {tensor.dtype}")
+        hwc = tensor.detach().to("cpu", torch.float32).permute(1, 2, 0).numpy()
+        rgb, alpha, gray = self._planes_from_hwc(hwc)
+        out = self.upscale_planes(rgb, alpha, grayscale=gray, fmt=fmt)
+        result = torch.from_numpy(np.ascontiguousarray(out.transpose(2, 0, 1)))
+        return result.to(device=tensor.device, dtype=tensor.dtype if tensor.is_floating_point() else torch.uint8)
+
+    def _upscale_pil(self, image):
+        from PIL import Image, ImageOps
+
+        image = ImageOps.exif_transpose(image) or image
+        mode = image.mode
+        if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+            values = np.asarray(image, dtype=np.float64)
+            out = self._upscale_numpy(np.clip(values, 0, 65535).astype(np.uint16))
+            return Image.fromarray(out.astype(np.int32) if mode == "I" else out)  # mode I or I;16
+        if mode == "F":
+            values = np.asarray(image, dtype=np.float32)
+            out = self.upscale_planes(*self._planes_from_hwc(values[:, :, None])[:2], grayscale=True,
+                                      fmt=FORMAT_FLOAT255)
+            return Image.fromarray(out[:, :, 0])  # float32 -> mode F
+        if mode in ("1", "L"):
+            target = "L"
+        elif mode in ("LA", "La"):
+            target = "LA"
+        elif mode in ("RGBA", "RGBa", "PA") or (mode == "P" and "transparency" in image.info):
+            target = "RGBA"
+        else:
+            target = "RGB"
+        array = np.asarray(image.convert(target))
+        out = self._upscale_numpy(array)
+        return Image.fromarray(out)  # the uint8 layout gives the mode back: L, LA, RGB or RGBA
+
+
+__all__ = ["Upscaler"]
