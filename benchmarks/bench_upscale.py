@@ -167,9 +167,10 @@ def bench_tiling(extra: list[tuple[str, str]]) -> str:
         "slightly different gates whatever the padding. The default mode first measures the means",
         "over the whole image (one partial pass per attention layer, tile by tile); tiles are then",
         "exact up to float rounding once the padding covers the receptive radius (an upper bound",
-        f"computed from the conv layers, the default `tile_pad`: {'; '.join(radii)} LR px).",
+        f"that each model's spec computes from its layers, the default `tile_pad`: {'; '.join(radii)} LR px).",
         "RLFN has no channel attention but its ESA blocks pool with stride 3 and interpolate back,",
-        "which depends on the tile grid: `Upscaler.exact_tiling` is False for it.",
+        "which depends on the tile grid: its spec says its tiling is approximate, and",
+        "`Upscaler.exact_tiling` is False for it.",
     ])
 
 

@@ -286,3 +286,16 @@ def test_toy_model_loads_profiles_compresses_and_tiles_without_package_changes(t
     tiled = Upscaler(weights=weights, tile=8)
     assert tiled.exact_tiling and tiled.receptive_radius == 6
     assert (tiled.upscale(image) - whole).abs().max() <= 1.0
+
+
+@pytest.mark.parametrize("name", PRUNABLE)
+def test_a_pruned_release_needs_no_width_file(name, tmp_path):
+    from dualsr.compress.layers import prunable_layers, rebuild
+
+    model = _prunable(name) if name in SHRUNK else _build(name)
+    widths = [max(1, layer.width // 2) for layer in prunable_layers(model)]
+    with torch.device("meta"):
+        pruned = rebuild(model, widths)
+    torch.save({k: torch.zeros(v.shape) for k, v in pruned.state_dict().items()}, tmp_path / "pruned.pth")
+    loaded = load(tmp_path / "pruned.pth")
+    assert loaded.config["widths"] == widths and [layer.width for layer in prunable_layers(loaded.model)] == widths

@@ -97,7 +97,9 @@ def _read_file(path: Path) -> Any:
             "only plain tensor state dicts (or safetensors) are accepted"
         ) from None
     except Exception as exc:  # torch raises assorted types for corrupt or foreign files
-        raise WeightsError(f"{path}: not a readable PyTorch checkpoint ({type(exc).__name__}: {_first_line(exc)})") from None
+        detail = _first_line(exc)
+        detail = type(exc).__name__ if detail == type(exc).__name__ else f"{type(exc).__name__}: {detail}"
+        raise WeightsError(f"{path}: not a readable PyTorch checkpoint ({detail})") from None
 
 
 def _is_safetensors(path: Path) -> bool:
@@ -267,11 +269,12 @@ def load(source: Source, name: str | None = None, scale: int | None = None, widt
     if name is not None:
         get_spec(name)  # an unknown name is the first thing to report (KeyError naming the known ones)
     state = read_weights(source)
-    if isinstance(state, list) or _holds_duals(state):
-        count = len(state) if isinstance(state, list) else len({k.split(".", 1)[0] for k in state})
-        raise WeightsError(f"{label}: holds {count} dual model(s), not a primal model; give it as the duals "
-                           "(--duals, dualsr.checkpoint.load_duals)")
     metadata = read_metadata(source) if isinstance(source, (str, os.PathLike)) else {}
+    if isinstance(state, list) or _holds_duals(state) or metadata.get("role") == "duals":
+        what = (f"a list of {len(state)} state dicts (official dual models?)" if isinstance(state, list)
+                else "dual models")
+        raise WeightsError(f"{label}: holds {what}, not a primal model; give it as the duals "
+                           "(--duals, dualsr.checkpoint.load_duals)")
     try:
         found = describe_metadata(metadata) or detect(state)
     except (ValueError, TypeError) as exc:
