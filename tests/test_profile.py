@@ -88,3 +88,17 @@ def test_export_cli_converts_official_pt_with_duals(tmp_path, capsys):
     again = load_weights(create_model("drn-t", 4), out)
     assert torch.equal(again.head.weight, model.head.weight)
     load_weights(create_dual("drn-t", 4), tmp_path / "out_dual.safetensors")
+
+
+def test_a_closed_pipe_ends_the_command_without_a_traceback():
+    import os
+    import subprocess
+    import sys
+
+    # unbuffered, so that the lines after the first meet the closed pipe
+    proc = subprocess.Popen([sys.executable, "-m", "dualsr", "profile", "--model", "drn-t", "--scale", "4"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    proc.stdout.readline()
+    proc.stdout.close()  # as `| head -1` does
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) in (0, 141) and "Traceback" not in err
