@@ -72,8 +72,11 @@ def read_metadata(path: str | os.PathLike) -> dict[str, str]:
         return {}
     from safetensors import safe_open
 
-    with safe_open(str(path), framework="pt") as f:
-        return dict(f.metadata() or {})
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return dict(f.metadata() or {})
+    except Exception as exc:  # safetensors raises its own error types for torn or foreign files
+        raise WeightsError(f"{path}: not a readable safetensors file ({_first_line(exc)})") from None
 
 
 def _read_file(path: Path) -> Any:
@@ -155,11 +158,21 @@ def load_weights(module: nn.Module, src: Source, strict: bool = True) -> nn.Modu
         state = {f"{i}.{k}": v for i, sd in enumerate(state) for k, v in sd.items()}
     elif isinstance(module, nn.ModuleList) and len(module) == 1 and not _has_index_prefix(state):
         state = {f"0.{k}": v for k, v in state.items()}  # one dual saved on its own
+    check_finite(state, name)
     problem = diagnose(module.state_dict(), state)
     if problem and (strict or problem.startswith(("wrong", "shape"))):
         raise WeightsMismatchError(f"{name}: {problem}")
     module.load_state_dict(state, strict=strict)
     return module
+
+
+def check_finite(state: Mapping[str, torch.Tensor], name: str) -> None:
+    """Refuse weights holding NaN or infinity: a model built from them writes black or garbage images."""
+    for key, tensor in state.items():
+        if tensor.is_floating_point() and tensor.device.type != "meta" and not bool(torch.isfinite(tensor).all()):
+            bad = int((~torch.isfinite(tensor)).sum())
+            raise WeightsError(f"{name}: tensor {key} holds {bad} non-finite value(s) (NaN/inf) of "
+                               f"{tensor.numel()}; refusing these weights")
 
 
 def _has_index_prefix(state: Mapping[str, Any]) -> bool:
@@ -310,6 +323,7 @@ def load(source: Source, name: str | None = None, scale: int | None = None, widt
     problem = diagnose(model.state_dict(), state)
     if problem and (strict or problem.startswith(("wrong", "shape"))):
         raise WeightsMismatchError(f"{label}: {problem}")
+    check_finite(state, label)
     model.load_state_dict(state, strict=strict)
     return LoadedModel(model, spec, scale, model.config(), label, metadata)
 

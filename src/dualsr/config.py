@@ -69,7 +69,7 @@ DEFAULTS: dict[str, Any] = {
         "optim_g": {"type": "Adam", "lr": 1e-4, "betas": [0.9, 0.999], "eps": 1e-8, "weight_decay": 0.0},
         "optim_dual": {},  # overrides of optim_g for every dual model (official: same as primal)
         "scheduler": {"type": "CosineAnnealing", "eta_min": 1e-7, "warmup_iter": 0},
-        "resume": None,  # null | auto | path to a training state
+        "resume": None,  # null | auto (the newest readable state; one must exist) | if-possible | a state path
         "amp": None,  # null | bf16 | fp16
         "channels_last": False,
         "grad_clip": None,  # max global grad norm (off in the official recipe)
@@ -181,8 +181,53 @@ def resolve(user: dict | None = None, overrides: Iterable[str] = ()) -> dict:
     return finalize(_merge(DEFAULTS, _fix_floats(tree)))
 
 
+# (dotted key, smallest allowed value, whether the bound itself is allowed, None allowed): checked
+# before any data is read, so a typo fails in one line instead of after minutes of decoding.
+_RANGES = (
+    ("scale", 1, True, False), ("seed", 0, True, False), ("num_threads", 0, True, True),
+    ("datasets.train.gt_size", 1, True, False), ("datasets.train.batch_size", 1, True, False),
+    ("datasets.unpaired.batch_size", 0, True, False), ("datasets.unpaired.lr_size", 1, True, False),
+    ("datasets.val.holdout_every", 2, True, False), ("datasets.val.holdout_offset", 0, True, False),
+    ("datasets.val.max_images", 1, True, True), ("datasets.val.center_crop", 1, True, True),
+    ("train.total_iter", 1, True, False), ("train.max_minutes", 0, False, True), ("train.dual_weight", 0, True, False),
+    ("train.optim_g.lr", 0, False, False), ("train.optim_g.eps", 0, False, True),
+    ("train.optim_g.weight_decay", 0, True, True), ("train.optim_dual.lr", 0, False, True),
+    ("train.scheduler.eta_min", 0, True, True), ("train.scheduler.warmup_iter", 0, True, True),
+    ("train.grad_clip", 0, False, True), ("val.val_freq", 0, True, False), ("val.crop_border", 0, True, True),
+    ("logger.print_freq", 1, True, False), ("logger.save_checkpoint_freq", 0, True, False),
+    ("logger.keep_checkpoints", 0, True, False),
+)
+
+
+def _lookup(config: dict, dotted: str) -> Any:
+    node: Any = config
+    for key in dotted.split("."):
+        if not isinstance(node, dict) or key not in node:
+            return None
+        node = node[key]
+    return node
+
+
+def _check_ranges(config: dict) -> None:
+    for key, low, inclusive, nullable in _RANGES:
+        value = _lookup(config, key)
+        if value is None:
+            if nullable:
+                continue
+            raise ConfigError(f"{key} must be set")
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{key} must be a number, got {value!r}")
+        if value < low or (value == low and not inclusive):
+            raise ConfigError(f"{key}={value} is out of range (must be {'>=' if inclusive else '>'} {low})")
+    betas = _lookup(config, "train.optim_g.betas")
+    if betas is not None and (not isinstance(betas, (list, tuple)) or len(betas) != 2
+                              or not all(isinstance(b, (int, float)) and 0 <= b < 1 for b in betas)):
+        raise ConfigError(f"train.optim_g.betas must be two numbers in [0, 1), got {betas!r}")
+
+
 def finalize(config: dict) -> dict:
-    """Fill derived defaults and check cross-field constraints."""
+    """Fill derived defaults and check value ranges and cross-field constraints."""
+    _check_ranges(config)
     scale = config["scale"]
     train_ds = config["datasets"]["train"]
     if train_ds["gt_size"] % scale:

@@ -46,11 +46,13 @@ class SetScore:
     ssim: float
     images: list[ImageScore] = field(default_factory=list)
     problems: list[tuple[str, str]] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # non-image files: notes, not failures
 
     def to_dict(self) -> dict:
         """A JSON-ready dict: infinite PSNR becomes the string "inf", an empty set's NaN means null."""
         data = asdict(self)
         data["problems"] = [{"path": p, "reason": r} for p, r in self.problems]
+        data["skipped"] = [{"path": p, "reason": r} for p, r in self.skipped]
         for row in [data] + data["images"]:
             for key in ("psnr", "ssim"):
                 if math.isnan(row[key]):
@@ -179,9 +181,14 @@ def _evaluate_set(
         from tqdm import tqdm
 
         iterator = tqdm(iterator, total=len(bench), desc=bench.name, unit="img", leave=False)
+    failed: list[tuple[str, str]] = []
     for item in iterator:
         lr = item.lr[None].to(device)
-        sr = quantize_uint8(super_resolve(model, lr, scale, self_ensemble)[0].float().cpu())
+        raw = super_resolve(model, lr, scale, self_ensemble)[0].float().cpu()
+        if not bool(torch.isfinite(raw).all()):
+            failed.append((str(item.path), "the model produced non-finite values (NaN/inf); not scored"))
+            continue
+        sr = quantize_uint8(raw)
         hr = item.hr
         if tuple(sr.shape) != tuple(hr.shape):
             raise RuntimeError(f"{item.path}: SR is {tuple(sr.shape)} but HR is {tuple(hr.shape)}; wrong scale?")
@@ -198,7 +205,8 @@ def _evaluate_set(
     return SetScore(
         name=bench.name, root=str(bench.root), n=len(images),
         psnr=_mean([i.psnr for i in images]), ssim=_mean([i.ssim for i in images]), images=images,
-        problems=[(str(p), r) for p, r in bench.problems],
+        problems=[(str(p), r) for p, r in bench.problems] + failed,  # read problems are known after iterating
+        skipped=[(str(p), r) for p, r in bench.skipped],
     )
 
 

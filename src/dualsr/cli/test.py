@@ -8,8 +8,8 @@ is the model shipped with the package. Without --data, the sets come from $DUALS
 else from the `shared/data/benchmark` folder beside the source checkout, and the command says which
 folder it used. Results are
 printed as one table; --json FILE writes them as JSON too (with --save-dir and no --json, to
-SAVE_DIR/results.json). Unreadable files and folders are reported one line each and skipped; the
-exit status is 1 only when nothing could be evaluated (or, with --strict, when anything failed).
+SAVE_DIR/results.json). Unreadable files and folders are reported one line each and skipped, the
+others are still scored, and the exit status is 1 when anything failed (as for `upscale`).
 """
 from __future__ import annotations
 
@@ -48,7 +48,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="score grayscale images on their gray values (the published Set14 convention) "
                              "instead of the Y of the replicated RGB image")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default cpu)")
-    parser.add_argument("--strict", action="store_true", help="exit 1 when any file or folder could not be used")
+    # kept so that scripts written for the former opt-in keep working: any failure is now fatal
+    parser.add_argument("--strict", action="store_true", help=argparse.SUPPRESS)
 
 
 def _repo_benchmark_dir() -> Path:
@@ -194,6 +195,8 @@ def run(args: argparse.Namespace) -> int:
     results = evaluate(model, sets, args.scale, self_ensemble=args.self_ensemble, save_dir=args.save_dir,
                        device=device, gray_as_y=args.gray_as_y, progress=sys.stderr.isatty()) if sets else []
     for result in results:
+        for path, reason in result.skipped:
+            print(f"dualsr test: {path}: {reason}", file=sys.stderr)
         for path, reason in result.problems:
             line = f"{path}: {reason}"
             problems.append(line)
@@ -226,4 +229,4 @@ def run(args: argparse.Namespace) -> int:
     if not evaluated:
         print("dualsr test: nothing could be evaluated", file=sys.stderr)
         return 1
-    return 1 if (args.strict and problems) else 0
+    return 1 if problems else 0

@@ -15,8 +15,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="YAML options file (see configs/)")
     parser.add_argument("overrides", nargs="*", metavar="key=value",
                         help="override options with dotted keys, e.g. train.total_iter=1000 network_g.n_feats=8")
-    parser.add_argument("--resume", nargs="?", const="auto", default=None, metavar="STATE",
-                        help="continue from a training state file, or (no value) from the latest one of this experiment")
+    resume = parser.add_mutually_exclusive_group()
+    resume.add_argument("--resume", nargs="?", const="auto", default=None, metavar="STATE",
+                        help="continue from a training state file, or (no value) from the newest readable one of "
+                             "this experiment (an error when there is none)")
+    resume.add_argument("--resume-if-possible", dest="resume", action="store_const", const="if-possible",
+                        help="continue from the newest readable state when there is one, else start the run")
     parser.add_argument("--name", default=None, help="experiment name (overrides the config's `name`)")
     parser.add_argument("--print-config", action="store_true",
                         help="print the resolved options (defaults + file + overrides) as YAML and exit")

@@ -133,7 +133,7 @@ def _run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from dualsr.data.imageio import ImageReadError, ImageWriteError, list_images, read_image, write_array
-    from dualsr.inference import FORMAT_UINT8, FORMAT_UINT16
+    from dualsr.inference import FORMAT_UINT8, FORMAT_UINT16, NonFiniteOutputError
 
     found = list_images(args.inputs)
     explicit = {str(Path(item)) for item in args.inputs}
@@ -182,6 +182,9 @@ def _run(args: argparse.Namespace) -> int:
                 done += 1
             except (ImageReadError, ImageWriteError) as exc:
                 _error(str(exc).splitlines()[0])
+                failed += 1
+            except NonFiniteOutputError as exc:
+                _error(f"{src}: {exc}")
                 failed += 1
             except (RuntimeError, MemoryError) as exc:  # e.g. the allocator running out on a huge tile
                 text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

@@ -61,6 +61,8 @@ class BenchmarkSet:
         lr_dir = base / "LR_bicubic" / f"X{self.scale}"
         self.lr_dir = lr_dir if lr_dir.is_dir() else None
         self.problems: list[tuple[Path, str]] = []
+        # other files in the folder (notes, listings): reported, but not failures of the evaluation
+        self.skipped: list[tuple[Path, str]] = []
         self.files: list[Path] = []
         for entry in sorted(self.hr_dir.iterdir()):
             if entry.name.startswith(".") or entry.is_dir():
@@ -68,8 +70,7 @@ class BenchmarkSet:
             if is_image_name(entry):
                 self.files.append(entry)
             else:
-                self.problems.append((entry, "not an image file (unknown extension), skipped"))
-        self._listing_problems = list(self.problems)
+                self.skipped.append((entry, "not an image file (unknown extension), skipped"))
         if not self.files:
             raise BenchmarkError(f"{self.hr_dir}: no image files (png, bmp, jpg, tif, webp) in this folder")
 
@@ -98,7 +99,7 @@ class BenchmarkSet:
 
     def __iter__(self) -> Iterator[BenchmarkImage]:
         """Yield readable pairs; unreadable files are appended to `problems` instead."""
-        self.problems = list(self._listing_problems)
+        self.problems = []
         for path in self.files:
             try:
                 yield self._load_pair(path)

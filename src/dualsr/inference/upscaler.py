@@ -53,6 +53,10 @@ _DTYPES = {"float32": torch.float32, "float": torch.float32, "fp32": torch.float
            "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}
 
 
+class NonFiniteOutputError(RuntimeError):
+    """The model produced NaN or infinity for an image: nothing is written for it."""
+
+
 def _parse_dtype(dtype: torch.dtype | str) -> torch.dtype:
     if isinstance(dtype, torch.dtype):
         if dtype not in (torch.float32, torch.float16, torch.bfloat16):
@@ -184,6 +188,9 @@ class Upscaler:
         if pad_h or pad_w:
             x = F.pad(x, (0, pad_w, 0, pad_h), mode="replicate").contiguous(memory_format=torch.channels_last)
         out = sr_image(self.model, x)
+        if not bool(torch.isfinite(out).all()):
+            hint = " (try float32)" if self.dtype != torch.float32 else ""
+            raise NonFiniteOutputError(f"the model produced non-finite values (NaN/inf){hint}; nothing was written")
         s = self.scale
         return out[0, :, : h * s, : w * s].to(device="cpu", dtype=torch.float32)
 
@@ -365,4 +372,4 @@ class Upscaler:
         return Image.fromarray(out)  # the uint8 layout gives the mode back: L, LA, RGB or RGBA
 
 
-__all__ = ["Upscaler"]
+__all__ = ["NonFiniteOutputError", "Upscaler"]

@@ -63,7 +63,8 @@ def load_state(path: str | os.PathLike) -> dict[str, Any]:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # a truncated or foreign file: one line naming it
-        raise ValueError(f"{path}: not a readable training state ({str(exc).splitlines()[0]})") from None
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ValueError(f"{path}: not a readable training state ({detail.split('. ')[0]})") from None
 
 
 def list_states(folder: str | os.PathLike) -> list[tuple[int, Path]]:

@@ -63,13 +63,10 @@ class Trainer:
         self.total_iter = int(tc["total_iter"])
         self.dual_weight = float(tc["dual_weight"])
         self.device = self.ctx.device
-        self._resume_path = self._find_resume(resume if resume is not None else tc["resume"])
+        self._resume_path, state, skipped = self._find_resume(resume if resume is not None else tc["resume"])
         self._setup_logging()
-
-        try:
-            state = load_state(self._resume_path) if self._resume_path else None
-        except ValueError as exc:
-            raise ConfigError(str(exc)) from None
+        for path, reason in skipped:
+            log.warning("skipped the training state %s: %s", path, reason)
         self._build_data()
         self._build_models()
         self._build_optim()
@@ -83,17 +80,37 @@ class Trainer:
             torch.manual_seed(seed * 1009 + self.ctx.rank)
 
     # ----------------------------------------------------------------- setup
-    def _find_resume(self, resume: str | None) -> Path | None:
-        existing = latest_state(self.states_dir)
+    def _find_resume(self, resume: str | None) -> tuple[Path | None, dict | None, list[tuple[Path, str]]]:
+        """(state path, state, skipped corrupt states) for `resume`: None, "auto", "if-possible" or a path.
+
+        "auto" needs a state: a typo in the experiment name must not silently restart training.
+        Both automatic modes take the newest state that reads back, skipping torn or corrupt ones.
+        """
+        states = [path for _it, path in reversed(list_states(self.states_dir))]
         if resume in (None, "", False):
-            if existing is not None:
+            if states:
                 raise ConfigError(
-                    f"{self.root} already has training states (latest {existing.name}); "
+                    f"{self.root} already has training states (latest {states[0].name}); "
                     "pass --resume to continue it or choose another name")
-            return None
-        if resume == "auto":
-            return existing
-        return Path(resume)
+            return None, None, []
+        if resume not in ("auto", "if-possible"):
+            try:
+                return Path(resume), load_state(resume), []
+            except (ValueError, FileNotFoundError) as exc:
+                raise ConfigError(str(exc)) from None
+        if not states:
+            if resume == "if-possible":
+                return None, None, []
+            raise ConfigError(f"no training state to resume in {self.states_dir}; drop --resume to start a new "
+                              "run, or pass --resume-if-possible to start one when there is none")
+        skipped = []
+        for path in states:
+            try:
+                return path, load_state(path), skipped
+            except ValueError as exc:
+                skipped.append((path, str(exc).removeprefix(f"{path}: ")))
+        raise ConfigError(f"every training state in {self.states_dir} is unreadable (newest: {skipped[0][0].name}: "
+                          f"{skipped[0][1]})")
 
     def _setup_logging(self) -> None:
         log.setLevel(logging.INFO)
@@ -123,9 +140,14 @@ class Trainer:
         t0 = time.time()
         train_cache = build_pyramid_cache(train_files, self.scale)
         val_cache = build_pyramid_cache(val_files, self.scale)
-        self.sampler = PatchSampler(
-            train_cache, self.scale, int(train_opt["gt_size"]), seed=int(c["seed"]),
-            hflip=train_opt["use_hflip"], vflip=train_opt["use_vflip"], transpose=train_opt["use_transpose"])
+        try:
+            self.sampler = PatchSampler(
+                train_cache, self.scale, int(train_opt["gt_size"]), seed=int(c["seed"]),
+                hflip=train_opt["use_hflip"], vflip=train_opt["use_vflip"], transpose=train_opt["use_transpose"])
+        except ValueError as exc:  # e.g. no image as large as the patch
+            roots = train_opt["dataroot"] if isinstance(train_opt["dataroot"], list) else [train_opt["dataroot"]]
+            raise ConfigError(f"datasets.train.dataroot ({', '.join(map(str, roots))}): {exc} "
+                              f"(datasets.train.gt_size={train_opt['gt_size']})") from None
         self.unpaired_sampler, self.unpaired_per_rank = None, 0
         unpaired = c["datasets"]["unpaired"]
         if unpaired["dataroot"] and unpaired["batch_size"]:
