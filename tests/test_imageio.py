@@ -125,13 +125,17 @@ def test_write_rejects_alpha_in_jpeg_and_missing_folders(tmp_path):
         write_array(tmp_path / "nowhere" / "x.png", np.zeros((4, 4, 3), np.uint8))
 
 
-def test_16bit_colour_png_is_written_with_full_precision(tmp_path):
-    values = (np.arange(2 * 3 * 3, dtype=np.uint16).reshape(2, 3, 3) * 3001)
+@pytest.mark.parametrize("channels", [2, 3, 4])
+def test_16bit_colour_and_alpha_pngs_keep_every_bit_both_ways(tmp_path, channels):
+    values = (np.arange(2 * 3 * channels, dtype=np.uint16).reshape(2, 3, channels) * 3001 + 7)
     write_array(tmp_path / "c16.png", values)
     opened = Image.open(tmp_path / "c16.png")
-    assert opened.tile[0][3] == "RGB;16B"  # a true 16-bit RGB PNG (Pillow will read only the high bytes)
-    assert np.array_equal(np.asarray(opened), (values >> 8).astype(np.uint8))
-    assert read_image(tmp_path / "c16.png").warnings  # and the reader says so
+    assert opened.tile[0][3].endswith(";16B")  # a true 16-bit PNG, which Pillow would read as 8-bit
+    loaded = read_image(tmp_path / "c16.png")
+    assert loaded.bit_depth == 16 and not loaded.warnings and loaded.grayscale == (channels == 2)
+    planes = torch.cat([loaded.rgb[:1] if channels == 2 else loaded.rgb] +
+                       ([loaded.alpha] if loaded.alpha is not None else []))
+    assert np.array_equal(np.floor(planes.numpy().transpose(1, 2, 0) * 257 + 0.5).astype(np.uint16), values)
 
 
 def test_list_images_expands_folders_and_globs_and_reports_the_rest(tmp_path):

@@ -63,6 +63,22 @@ def test_folder_upscaled_with_modes_and_sizes_kept(tmp_path, capsys, weights):
     assert len(np.unique(deep % 257)) > 10  # real 16-bit samples, not 8-bit ones scaled
 
 
+def test_16bit_colour_in_gives_16bit_colour_out(tmp_path, capsys, weights):
+    import png
+
+    rng = np.random.default_rng(5)
+    values = rng.integers(0, 65536, (6, 5, 4), dtype=np.uint16)
+    with open(tmp_path / "deep.png", "wb") as f:
+        png.Writer(5, 6, bitdepth=16, greyscale=False, alpha=True).write(f, values.reshape(6, -1))
+    status, err = upscale(capsys, weights, str(tmp_path / "deep.png"), "-o", str(tmp_path / "out.png"))
+    assert status == 0 and not [line for line in err if "warning" in line], err
+    with open(tmp_path / "out.png", "rb") as f:
+        width, height, rows, info = png.Reader(file=f).asDirect()
+        out = np.vstack([np.asarray(r, dtype=np.uint16) for r in rows]).reshape(height, width, 4)
+    assert (width, height, info["bitdepth"]) == (20, 24, 16)
+    assert len(np.unique(out % 257)) > 10  # real 16-bit samples, not 8-bit ones scaled
+
+
 def test_one_input_to_named_output_file_with_tiles(tmp_path, capsys, weights):
     src = _rgb(tmp_path / "a.png", 20, 17)
     status, err = upscale(capsys, weights, str(src), "-o", str(tmp_path / "sub" / "big.png"), "--tile", "8")

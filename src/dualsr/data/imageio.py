@@ -61,7 +61,7 @@ class LoadedImage:
     alpha: (1, H, W) or None.
     mode: Pillow's mode of the file as opened ("L", "P", "RGBA", "I;16", "CMYK", ...).
     bit_depth: 8, or 16 for 16-bit grayscale files (values still on the 0-255 scale).
-    warnings: one-line notes about lossy reads (e.g. 16-bit colour PNG read as 8-bit).
+    warnings: one-line notes about lossy reads (e.g. a 16-bit colour TIFF read as 8-bit).
     grayscale: the file had one colour channel (rgb holds three equal copies).
     """
 
@@ -86,8 +86,8 @@ class LoadedImage:
         return int(self.rgb.shape[-1])
 
 
-def _open_decoded(path: Path) -> tuple[Image.Image, str, str, list[str]]:
-    """Open, fully decode and orient `path`; return the image, original mode, raw mode, warnings."""
+def _open_decoded(path: Path) -> tuple[Image.Image, str, str, int]:
+    """Open, fully decode and orient `path`; return the image, original mode, raw mode, EXIF orientation."""
     if not path.exists():
         raise ImageReadError(path, "no such file")
     if path.is_dir():
@@ -98,11 +98,11 @@ def _open_decoded(path: Path) -> tuple[Image.Image, str, str, list[str]]:
         raise ImageReadError(path, f"cannot access ({exc.strerror or exc})") from None
     if size == 0:
         raise ImageReadError(path, "empty file (0 bytes)")
-    warnings: list[str] = []
     try:
         with Image.open(path) as opened:
             mode = opened.mode
             rawmode = str(opened.tile[0][3]) if opened.tile else ""
+            orientation = int(opened.getexif().get(_EXIF_ORIENTATION, 1) or 1)
             opened.load()  # decode everything now: truncated files fail here, not later
             image = ImageOps.exif_transpose(opened) or opened.copy()
             if image is opened:
@@ -116,11 +116,36 @@ def _open_decoded(path: Path) -> tuple[Image.Image, str, str, list[str]]:
     except (OSError, SyntaxError, ValueError, struct.error, zlib.error) as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise ImageReadError(path, f"truncated or corrupt image ({reason})") from None
-    if ";16" in rawmode and mode in ("RGB", "RGBA", "LA"):
-        # Pillow has no 16-bit multi-channel mode: it keeps the high byte of each sample.
-        kind = "gray+alpha" if rawmode.startswith("LA") else mode
-        warnings.append(f"{path}: 16-bit {kind} image read as 8-bit (Pillow has no 16-bit multi-channel mode)")
-    return image, mode, rawmode, warnings
+    return image, mode, rawmode, orientation
+
+
+# EXIF orientation -> the numpy equivalent of Pillow's exif_transpose, for arrays decoded without Pillow
+_EXIF_ORIENTATION = 0x0112
+_ORIENT = {
+    2: lambda a: a[:, ::-1], 3: lambda a: a[::-1, ::-1], 4: lambda a: a[::-1],
+    5: lambda a: a.transpose(1, 0, 2), 6: lambda a: np.rot90(a, -1), 7: lambda a: a[::-1, ::-1].transpose(1, 0, 2),
+    8: lambda a: np.rot90(a, 1),
+}
+
+
+def _is_png(path: Path) -> bool:
+    with open(path, "rb") as f:
+        return f.read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def _read_png16(path: Path, orientation: int) -> np.ndarray:
+    """(H, W, C) uint16 samples of a 16-bit PNG with colour or alpha, which Pillow reads as 8-bit only."""
+    import png  # pypng: a complete PNG codec, see the README on why
+
+    try:
+        with open(path, "rb") as handle:
+            width, height, rows, info = png.Reader(file=handle).asDirect()
+            array = np.vstack([np.asarray(row, dtype=np.uint16) for row in rows])
+        array = array.reshape(height, width, int(info["planes"]))
+    except (png.Error, ValueError, OSError, zlib.error) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ImageReadError(path, f"truncated or corrupt image ({reason})") from None
+    return np.ascontiguousarray(_ORIENT.get(orientation, lambda a: a)(array))
 
 
 def _to_tensor(array: np.ndarray) -> torch.Tensor:
@@ -133,8 +158,21 @@ def _to_tensor(array: np.ndarray) -> torch.Tensor:
 def read_image(path: str | os.PathLike) -> LoadedImage:
     """Decode an image file into a `LoadedImage`; raise `ImageReadError` with a one-line reason."""
     path = Path(path)
-    image, mode, rawmode, warnings = _open_decoded(path)
+    image, mode, rawmode, orientation = _open_decoded(path)
+    warnings: list[str] = []
     bit_depth, alpha = 8, None
+    if ";16" in rawmode and mode in ("RGB", "RGBA", "LA") and _is_png(path):
+        # Pillow has no 16-bit multi-channel mode (it keeps the high byte): decode the PNG itself
+        samples = _read_png16(path, orientation)
+        planes = torch.from_numpy(samples.transpose(2, 0, 1).astype(np.float32) / _SCALE_16BIT)
+        gray = planes.shape[0] in (1, 2)
+        rgb = (planes[:1].expand(3, -1, -1) if gray else planes[:3]).contiguous()
+        alpha = planes[-1:].clone() if planes.shape[0] in (2, 4) else None
+        return LoadedImage(path=path, rgb=rgb, alpha=alpha, mode=mode, bit_depth=16, warnings=warnings,
+                           grayscale=gray)
+    if ";16" in rawmode and mode in ("RGB", "RGBA", "LA"):  # e.g. a 16-bit colour TIFF: say what is lost
+        kind = "gray+alpha" if rawmode.startswith("LA") else mode
+        warnings.append(f"{path}: 16-bit {kind} image read as 8-bit (only 16-bit colour PNGs keep their depth)")
     # Pillow opens 16-bit gray+alpha PNGs as RGBA; keep them gray.
     gray_alpha_16 = rawmode.startswith("LA;16")
     work_mode = image.mode
@@ -180,20 +218,14 @@ def _quantize(values: torch.Tensor, bit_depth: int) -> np.ndarray:
     return out.transpose(1, 2, 0)
 
 
-def _png_chunk(kind: bytes, data: bytes) -> bytes:
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-
-
 def _write_png16(file, array: np.ndarray) -> None:
     """Encode a (H, W, C) uint16 array (C = 1..4) as a 16-bit PNG, which Pillow cannot do for colour."""
+    import png
+
     height, width, channels = array.shape
-    colour_type = {1: 0, 2: 4, 3: 2, 4: 6}[channels]
-    rows = array.astype(">u2").reshape(height, width * channels)
-    raw = np.concatenate([np.zeros((height, 1), np.uint8), rows.view(np.uint8)], axis=1).tobytes()
-    file.write(b"\x89PNG\r\n\x1a\n")
-    file.write(_png_chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 16, colour_type, 0, 0, 0)))
-    file.write(_png_chunk(b"IDAT", zlib.compress(raw, 6)))
-    file.write(_png_chunk(b"IEND", b""))
+    writer = png.Writer(width, height, bitdepth=16, greyscale=channels in (1, 2), alpha=channels in (2, 4),
+                        compression=6)
+    writer.write(file, array.reshape(height, width * channels))
 
 
 def write_image(
