@@ -196,3 +196,31 @@ def test_a_folder_without_an_image_of_the_patch_size_is_one_line(tmp_path, capsy
     assert _train([*tiny_overrides(data, tmp_path / "exp"), "datasets.train.gt_size=96"]) == 2
     err = _err_lines(capsys)
     assert len(err) == 1 and str(data) in err[0] and "96" in err[0]
+
+
+# ------------------------------------------------------------------------------------ pixel limits
+
+
+def test_a_small_file_declaring_a_huge_image_is_refused_from_its_header(tmp_path, capsys, tiny_weights):
+    from dualsr.data.imageio import ImageReadError, read_image
+
+    bomb = tmp_path / "bomb.png"
+    Image.new("1", (12000, 12000)).save(bomb)  # about 20 KB on disk, 144 MP declared
+    assert bomb.stat().st_size < 200_000
+    with pytest.raises(ImageReadError, match=r"12000x12000 \(144 MP\) exceeds the 50 MP limit"):
+        read_image(bomb)
+    good = _image(tmp_path / "good.png")
+    status = main(["upscale", str(bomb), str(good), "-o", str(tmp_path / "out"), "--weights", str(tiny_weights), "-q"])
+    err = [line for line in _err_lines(capsys) if "error" in line]
+    assert status == 1 and len(err) == 1 and "bomb.png" in err[0] and "--max-input-mp" in err[0]
+    assert (tmp_path / "out" / "good.png").is_file() and not (tmp_path / "out" / "bomb.png").exists()
+    # the input limit lifted, the x4 output (2304 MP) is still refused, before any decoding
+    status = main(["upscale", str(bomb), "-o", str(tmp_path / "out"), "--weights", str(tiny_weights), "-q",
+                   "--max-input-mp", "0"])
+    err = _err_lines(capsys)
+    assert status == 1 and "x4 output of 48000x48000" in err[0] and "--max-output-mp" in err[0]
+    # and raised explicitly, a limit lets a large image through
+    assert main(["upscale", str(good), "-o", str(tmp_path / "small.png"), "--weights", str(tiny_weights), "-q",
+                 "--max-output-mp", "0.001"]) == 1
+    assert main(["upscale", str(good), "-o", str(tmp_path / "small.png"), "--weights", str(tiny_weights), "-q",
+                 "--max-output-mp", "0.01"]) == 0

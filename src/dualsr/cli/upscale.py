@@ -28,6 +28,20 @@ def _tile_arg(text: str) -> int | str | None:
     return value or None
 
 
+def _megapixels_arg(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of megapixels, got {text!r}") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
+def _pixels(megapixels: float) -> int | None:
+    return None if megapixels == 0 else int(megapixels * 1e6)
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Register the options of `dualsr upscale`."""
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders or glob patterns")
@@ -51,6 +65,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     precision.add_argument("--half", action="store_true", help="float16 arithmetic (GPU)")
     precision.add_argument("--bf16", action="store_true", help="bfloat16 arithmetic")
     parser.add_argument("--suffix", default="", help="appended to each output file name's stem, e.g. _x4")
+    limits = parser.add_argument_group("limits (a small file can declare a huge image)")
+    limits.add_argument("--max-input-mp", type=_megapixels_arg, default=50.0, metavar="MP",
+                        help="refuse inputs above this many megapixels (default 50; 0: no limit)")
+    limits.add_argument("--max-output-mp", type=_megapixels_arg, default=200.0, metavar="MP",
+                        help="refuse outputs above this many megapixels (default 200, about 9 minutes and 6.5 GiB "
+                             "with the default model on a 2-core CPU; 0: no limit)")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
 
 
@@ -132,7 +152,15 @@ def run(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from dualsr.data.imageio import ImageReadError, ImageWriteError, list_images, read_image, write_array
+    from dualsr.data.imageio import (
+        ImageReadError,
+        ImageWriteError,
+        check_pixels,
+        declared_size,
+        list_images,
+        read_image,
+        write_array,
+    )
     from dualsr.inference import FORMAT_UINT8, FORMAT_UINT16, NonFiniteOutputError
 
     found = list_images(args.inputs)
@@ -169,7 +197,12 @@ def _run(args: argparse.Namespace) -> int:
                         dst.parent.mkdir(parents=True, exist_ok=True)
                     except OSError as exc:
                         raise ImageWriteError(dst, f"cannot create its folder ({exc.strerror or exc})") from None
-                loaded = read_image(src)
+                size, s = declared_size(src), upscaler.scale
+                if size is not None:  # both limits from the header, before anything is decoded
+                    check_pixels(src, *size, _pixels(args.max_input_mp))
+                    check_pixels(src, size[0] * s, size[1] * s, _pixels(args.max_output_mp),
+                                 what=f"x{s} output", option="--max-output-mp")
+                loaded = read_image(src, max_pixels=_pixels(args.max_input_mp))
                 for warning in loaded.warnings:
                     _note(f"warning: {warning}")
                 fmt = FORMAT_UINT16 if loaded.bit_depth == 16 else FORMAT_UINT8
