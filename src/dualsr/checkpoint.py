@@ -159,11 +159,18 @@ def load_weights(module: nn.Module, src: Source, strict: bool = True) -> nn.Modu
     elif isinstance(module, nn.ModuleList) and len(module) == 1 and not _has_index_prefix(state):
         state = {f"0.{k}": v for k, v in state.items()}  # one dual saved on its own
     check_finite(state, name)
-    problem = diagnose(module.state_dict(), state)
+    problem = diagnose(module.state_dict(), state) or _state_problem(module, state)
     if problem and (strict or problem.startswith(("wrong", "shape"))):
         raise WeightsMismatchError(f"{name}: {problem}")
     module.load_state_dict(state, strict=strict)
     return module
+
+
+def _state_problem(module: nn.Module, state: Mapping[str, torch.Tensor]) -> str:
+    from dualsr.models import spec_of
+
+    verify = spec_of(module).verify_state
+    return f"wrong buffers: {verify(module, state)}" if verify is not None and verify(module, state) else ""
 
 
 def check_finite(state: Mapping[str, torch.Tensor], name: str) -> None:
@@ -320,7 +327,7 @@ def load(source: Source, name: str | None = None, scale: int | None = None, widt
     except (ValueError, TypeError) as exc:
         raise WeightsMismatchError(f"{label}: cannot build {spec.label(scale, architecture)}: "
                                    f"{_first_line(exc)}") from None
-    problem = diagnose(model.state_dict(), state)
+    problem = diagnose(model.state_dict(), state) or _state_problem(model, state)
     if problem and (strict or problem.startswith(("wrong", "shape"))):
         raise WeightsMismatchError(f"{label}: {problem}")
     check_finite(state, label)

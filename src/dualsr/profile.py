@@ -2,7 +2,8 @@
 
 Convention (reproduces the DRN paper's 109.9 / 224.8 / 198.0 / 366.5 G at LR 96x96): every
 Conv2d / ConvTranspose2d / Linear output element costs (C_in / groups) * k_h * k_w MACs plus one
-for its bias, when it has one. Everything else is free: bicubic upsampling, PixelShuffle,
+for its bias, when it has one; matrix products that no layer performs (attention's q.k and
+attn.v) are added as the model's spec counts them (`extra_macs`). Everything else is free: bicubic upsampling, PixelShuffle,
 activations, pooling, the channel-attention gate product and residual additions. The MeanShift
 1x1 convs and the channel-attention 1x1 convs are convs and are counted, but they do not decide
 anything (MeanShift 0.004 G at x4, 0.016 G at x8; attention < 0.0001 G). The bias adds do: without
@@ -75,6 +76,11 @@ def count_macs(
     finally:
         for h in handles:
             h.remove()
+    from dualsr.models.spec import spec_of
+
+    extra = spec_of(model).extra_macs
+    if extra is not None:
+        per_name["(matrix products outside layers)"] = batch * int(extra(model, tuple(lr_size)))
     total = sum(per_name.values())
     return (total, per_name) if per_layer else total
 

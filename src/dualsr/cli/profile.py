@@ -42,7 +42,7 @@ def _build(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    from dualsr.models import create_dual
+    from dualsr.models import create_dual, spec_of
     from dualsr.profile import count_dual_macs, count_macs, count_parameters
 
     model, s, label = _build(args)
@@ -51,10 +51,14 @@ def run(args: argparse.Namespace) -> int:
     n_primal = count_parameters(model)
     n_dual = count_parameters(duals)
     print(f"model: {label}")
-    print(f"primal parameters: {n_primal:,} ({n_primal / 1e6:.3f} M)")
+    views = spec_of(model).parameter_views
+    others = "".join(f"; {count:,} {label}" for label, count in (views(model) if views else {}).items())
+    print(f"primal parameters: {n_primal:,} ({n_primal / 1e6:.3f} M){others}")
     per_dual = ", ".join(f"{count_parameters(d):,}" for d in duals)
     print(f"dual parameters:   {n_dual:,} ({len(duals)} dual model{'s' if len(duals) > 1 else ''}: {per_dual})")
-    print("MACs: Conv/Linear multiply-adds + bias adds; no bicubic, PixelShuffle or activations; 1 G = 1e9")
+    products = " + attention q.k and attn.v" if spec_of(model).extra_macs else ""
+    print(f"MACs: Conv/Linear multiply-adds + bias adds{products}; no bicubic, PixelShuffle, norms or "
+          "activations; 1 G = 1e9")
     for lr in (tuple(args.lr_size), lr_hd):
         primal = count_macs(model, lr)
         dual = count_dual_macs(model, duals, lr)

@@ -15,7 +15,9 @@ compression, profile, upscaler, loader, CLI) asks the spec and never names a mod
   "approximate";
 - `prunable_layers(model)`: the widths DRC may shrink (`PrunableLayer`), `distill_feature(model)`:
   the module whose input is the feature used for distillation;
-- `detect(state_dict)`: name, scale and constructor config from keys and shapes alone, or None.
+- `detect(state_dict)`: name, scale and constructor config from keys and shapes alone, or None;
+  `verify_state(model, state_dict)`: why a state dict's derived buffers (e.g. attention index
+  tables) disagree with the ones the model rebuilds ('' when they agree).
 
 A model built by `ModelSpec.build` carries its spec as `model.spec` and implements `config()`:
 the constructor arguments (`scale` included, `widths` None when unpruned) that rebuild it.
@@ -129,6 +131,11 @@ class ModelSpec:
     prunable_layers: Callable[[nn.Module], list[PrunableLayer]] | None = None
     distill_feature: Callable[[nn.Module], str] | None = None
     detect: Callable[[StateDict], Detected | None] = _no_detection
+    verify_state: Callable[[nn.Module, StateDict], str] | None = None
+    # multiply-adds that no Conv/Linear layer performs (attention's q.k and attn.v), for profile
+    extra_macs: Callable[[nn.Module, tuple[int, int]], int] | None = None
+    # other parameter counts papers quote: {"without ...": count}
+    parameter_views: Callable[[nn.Module], dict[str, int]] | None = None
     default_scale: int | None = None
 
     def __post_init__(self):
