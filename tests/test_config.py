@@ -75,3 +75,20 @@ def test_cli_prints_the_resolved_config(capsys):
     assert main(["train", "-c", str(REPO / "configs" / "drn_t_x4.yaml"), "--print-config", "seed=5"]) == 0
     printed = yaml.safe_load(capsys.readouterr().out)
     assert printed == load_config(REPO / "configs" / "drn_t_x4.yaml", ["seed=5"])
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "configs").glob("*.yaml")), ids=lambda p: p.name)
+def test_shipped_configs_build_their_model_and_schedule(path):
+    import torch
+
+    from dualsr.models import create_model
+    from dualsr.train.schedule import make_schedule
+
+    config = load_config(path)
+    options = dict(config["network_g"])
+    with torch.device("meta"):
+        model = create_model(options.pop("type"), config["scale"], **options)
+    assert model.spec.patch_problem(config["datasets"]["train"]["gt_size"], config["scale"]) == ""
+    optimizer = torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))], lr=config["train"]["optim_g"]["lr"])
+    schedule = make_schedule(optimizer, config["train"]["scheduler"], config["train"]["total_iter"])
+    assert 0 < schedule.rate(1.0, config["train"]["total_iter"]) <= 1.0

@@ -1,6 +1,8 @@
 """SwinIR: official layout and sizes, detection, padding, and attention checked against a direct form."""
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -156,3 +158,22 @@ def test_the_stored_mask_size_does_not_matter():
     x = torch.rand(1, 3, 20, 28)
     with torch.no_grad():
         torch.testing.assert_close(large(x), small(x))
+
+
+def test_a_small_swinir_trains_with_the_dual_term_and_loads_back(tmp_path):
+    from dualsr.config import resolve
+    from dualsr.train.trainer import train
+    from test_train import make_images, tiny_overrides
+
+    data = make_images(tmp_path / "data")
+    overrides = tiny_overrides(data, tmp_path / "exp", total=2) + [
+        "network_g.type=swinir-light", "network_g.embed_dim=12", "network_g.depths=[2]", "network_g.num_heads=[2]",
+        "network_g.img_size=8", "datasets.train.gt_size=32",
+        "train.scheduler={type: MultiStepLR, milestones: [1], gamma: 0.5}"]
+    overrides = [o for o in overrides if not o.startswith(("network_g.n_blocks", "network_g.n_feats"))]
+    summary = train(resolve({}, overrides))
+    assert summary["iteration"] == 2
+    loaded = load(tmp_path / "exp" / "run" / "models" / "net_g_latest.safetensors")
+    assert (loaded.name, loaded.scale, loaded.config["embed_dim"]) == ("swinir-light", 4, 12)
+    log = (tmp_path / "exp" / "run" / "train.log").read_text()
+    assert "(1 duals)" in log and re.search(r"iter 2 lr 5\.000e-04 dual \d", log)  # 1e-3 halved at milestone 1

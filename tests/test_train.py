@@ -263,3 +263,16 @@ def test_pruned_model_trains_from_its_file_without_restating_widths(tmp_path):
     trained = load_file(tmp_path / "exp" / "run" / "models" / "net_g_latest.safetensors")
     assert {k: tuple(v.shape) for k, v in trained.items()} == {k: tuple(v.shape) for k, v in pruned.state_dict().items()}
     assert any(not torch.equal(trained[k], v) for k, v in pruned.state_dict().items())
+
+
+def test_multistep_rate_halves_after_each_milestone_and_rejects_unknown_options():
+    from dualsr.train.schedule import make_schedule
+
+    opt = torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))], lr=2e-4)
+    sched = make_schedule(opt, {"type": "MultiStepLR", "milestones": [4, 6], "gamma": 0.5}, 8)
+    assert [sched.rate(2e-4, i) for i in range(1, 9)] == [2e-4] * 4 + [1e-4] * 2 + [5e-5] * 2
+    assert sched.rate(2e-4, 1, min_progress=0.9) == 5e-5  # a time budget moves the steps ahead too
+    with pytest.raises(ConfigError, match="milestones"):
+        make_schedule(opt, {"type": "MultiStepLR"}, 8)
+    with pytest.raises(ConfigError, match="gama"):
+        make_schedule(opt, {"type": "MultiStepLR", "milestones": [2], "gama": 0.1}, 8)

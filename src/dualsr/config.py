@@ -68,7 +68,8 @@ DEFAULTS: dict[str, Any] = {
         "dual_weight": 0.1,  # lambda; 0 trains the no-dual baseline
         "optim_g": {"type": "Adam", "lr": 1e-4, "betas": [0.9, 0.999], "eps": 1e-8, "weight_decay": 0.0},
         "optim_dual": {},  # overrides of optim_g for every dual model (official: same as primal)
-        "scheduler": {"type": "CosineAnnealing", "eta_min": 1e-7, "warmup_iter": 0},
+        # CosineAnnealing {eta_min: 1e-7, periods, warmup_iter} | MultiStepLR {milestones, gamma: 0.5, warmup_iter}
+        "scheduler": {"type": "CosineAnnealing"},
         "resume": None,  # null | auto (the newest readable state; one must exist) | if-possible | a state path
         "amp": None,  # null | bf16 | fp16
         "channels_last": False,

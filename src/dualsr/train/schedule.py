@@ -1,4 +1,8 @@
-"""The learning-rate schedule: cosine annealing in closed form, so that resume is exact."""
+"""Learning-rate schedules in closed form of the iteration, so that resume is exact.
+
+`make_schedule` reads `train.scheduler`: CosineAnnealing (DRN's recipe) or MultiStepLR (SwinIR's:
+the rate halves at fixed iterations), each with an optional linear warmup.
+"""
 from __future__ import annotations
 
 import math
@@ -47,3 +51,44 @@ class CosineSchedule:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.base_lrs = list(state["base_lrs"])
         self.iteration = int(state["iteration"])
+
+
+
+class MultiStepSchedule(CosineSchedule):
+    """The base lr times gamma^(milestones passed), optional warmup (BasicSR's MultiStepLR, closed form)."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer, total: int, milestones, gamma: float = 0.5,
+                 warmup: int = 0):
+        super().__init__(optimizer, total, eta_min=0.0, warmup=warmup)
+        self.milestones = sorted(int(m) for m in milestones)
+        self.gamma = float(gamma)
+
+    def rate(self, base: float, iteration: int, min_progress: float = 0.0) -> float:
+        t = iteration - 1
+        if self.warmup and t < self.warmup:
+            return base * (t + 1) / self.warmup
+        # a wall-clock budget moves the step schedule ahead as it moves the cosine
+        effective = max(iteration, int(min_progress * self.total))
+        return base * self.gamma ** sum(effective > m for m in self.milestones)
+
+
+def make_schedule(optimizer: torch.optim.Optimizer, options: dict, total: int) -> CosineSchedule:
+    """The schedule `train.scheduler` names, for `optimizer` over `total` iterations."""
+    from dualsr.config import ConfigError
+
+    options = dict(options)
+    kind = options.pop("type", "CosineAnnealing")
+    warmup = int(options.pop("warmup_iter", 0))
+    if kind in ("CosineAnnealing", "CosineAnnealingLR"):
+        period = int(options.pop("periods", total))
+        schedule = CosineSchedule(optimizer, period, float(options.pop("eta_min", 1e-7)), warmup)
+    elif kind in ("MultiStepLR", "MultiStep"):
+        if "milestones" not in options:
+            raise ConfigError("train.scheduler.milestones is required for MultiStepLR")
+        schedule = MultiStepSchedule(optimizer, total, options.pop("milestones"), float(options.pop("gamma", 0.5)),
+                                     warmup)
+    else:
+        raise ConfigError(f"scheduler type {kind!r} is not supported (CosineAnnealing, MultiStepLR)")
+    if options:
+        raise ConfigError(f"unknown train.scheduler option(s) for {kind}: {', '.join(sorted(options))}")
+    return schedule

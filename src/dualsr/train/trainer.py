@@ -33,7 +33,7 @@ from dualsr.data.datasets import (
 )
 from dualsr.models.spec import sr_image
 from dualsr.train import distributed as D
-from dualsr.train.schedule import CosineSchedule
+from dualsr.train.schedule import make_schedule
 from dualsr.train.state import capture_rng, latest_state, list_states, load_state, restore_rng, save_state
 from dualsr.train.step import PrimalDualStep, make_optimizer
 
@@ -219,16 +219,11 @@ class Trainer:
 
     def _build_optim(self) -> None:
         tc = self.config["train"]
-        sched = dict(tc["scheduler"])
-        if sched.get("type", "CosineAnnealing") not in ("CosineAnnealing", "CosineAnnealingLR"):
-            raise ConfigError(f"scheduler type {sched['type']!r} is not supported (CosineAnnealing)")
-        eta_min, warmup = float(sched.get("eta_min", 1e-7)), int(sched.get("warmup_iter", 0))
-        period = int(sched.get("periods", self.total_iter))
         self.optimizers = [make_optimizer(self.model.parameters(), tc["optim_g"])]
         dual_opt = {**tc["optim_g"], **tc["optim_dual"]}
         for dual in self.duals or []:
             self.optimizers.append(make_optimizer(dual.parameters(), dual_opt))  # one per dual, as official
-        self.schedulers = [CosineSchedule(o, period, eta_min, warmup) for o in self.optimizers]
+        self.schedulers = [make_schedule(o, tc["scheduler"], self.total_iter) for o in self.optimizers]
         amp = tc["amp"]
         self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp)
         self.scaler = torch.amp.GradScaler(self.device.type) if amp == "fp16" else None
