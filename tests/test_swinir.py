@@ -177,3 +177,18 @@ def test_a_small_swinir_trains_with_the_dual_term_and_loads_back(tmp_path):
     assert (loaded.name, loaded.scale, loaded.config["embed_dim"]) == ("swinir-light", 4, 12)
     log = (tmp_path / "exp" / "run" / "train.log").read_text()
     assert "(1 duals)" in log and re.search(r"iter 2 lr 5\.000e-04 dual \d", log)  # 1e-3 halved at milestone 1
+
+
+def test_benchmark_evaluation_pads_as_the_official_test_script(tmp_path):
+    from dualsr.evaluate import super_resolve
+
+    torch.manual_seed(0)
+    model = create_model("swinir-light", 2, embed_dim=12, depths=[2], num_heads=[2], img_size=16).eval()
+    lr = torch.rand(1, 3, 16, 13) * 255
+    with torch.no_grad():
+        ours = super_resolve(model, lr, 2)
+        official = model(pad_like_official_test(lr / 255, 8))[..., :32, :26] * 255  # 16 -> 24 rows, 13 -> 16
+        internal = model(lr / 255) * 255  # the model's own reflection padding gives other values
+    assert tuple(ours.shape[-2:]) == (32, 26)
+    torch.testing.assert_close(ours, official, rtol=1e-5, atol=1e-3)
+    assert (ours - internal).abs().max() > 1e-3

@@ -132,6 +132,9 @@ class ModelSpec:
     distill_feature: Callable[[nn.Module], str] | None = None
     detect: Callable[[StateDict], Detected | None] = _no_detection
     verify_state: Callable[[nn.Module, StateDict], str] | None = None
+    # how the authors' test script pads an LR input before the model (for benchmark figures that
+    # compare with the published ones); None: pad to `size_multiple` / `min_input` by replication
+    test_padding: Callable[[nn.Module, torch.Tensor], torch.Tensor] | None = None
     # multiply-adds that no Conv/Linear layer performs (attention's q.k and attn.v), for profile
     extra_macs: Callable[[nn.Module, tuple[int, int]], int] | None = None
     # other parameter counts papers quote: {"without ...": count}

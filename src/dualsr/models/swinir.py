@@ -434,6 +434,7 @@ def _spec(name: str, builder, scales: tuple[int, ...], upsampler: str, title: st
         value_range=1.0, outputs="single", tiling="approximate", half_safe=False,
         receptive_radius=receptive_radius, detect=_detector(name, upsampler), verify_state=verify_state,
         extra_macs=attention_macs, parameter_views=parameter_views,
+        test_padding=lambda model, lr: pad_like_official_test(lr, model.window_size),
     )
 
 
