@@ -226,13 +226,14 @@ def test_full_widths_given_explicitly_reproduce_the_outputs(name):
 
 @pytest.mark.parametrize("name", PRUNABLE)
 def test_physical_pruning_equals_masking(name):
-    from dualsr.compress.layers import channel_masks, prunable_layers
+    from dualsr.compress.baselines import random_keep
+    from dualsr.compress.layers import channel_masks, head_count, prunable_layers
     from dualsr.compress.surgery import keep_to_masks, remove_channels
 
     model = _prunable(name)
-    generator = torch.Generator().manual_seed(3)
-    keep = {layer.name: sorted(torch.randperm(layer.width, generator=generator)[: max(1, layer.width // 2)].tolist())
-            for layer in prunable_layers(model)}
+    layers = prunable_layers(model)
+    half = [max(head_count(layer), layer.width // 2 // head_count(layer) * head_count(layer)) for layer in layers]
+    keep = random_keep(model, half, seed=3)  # as many in every head where the layer has heads
     pruned = remove_channels(model, keep).eval()
     assert [layer.width for layer in prunable_layers(pruned)] == [len(k) for k in keep.values()]
     with torch.no_grad(), channel_masks(model, prunable_layers(model), keep_to_masks(model, keep)):
@@ -295,9 +296,13 @@ def test_a_pruned_release_needs_no_width_file(name, tmp_path):
     from dualsr.compress.layers import prunable_layers, rebuild
 
     model = _prunable(name) if name in SHRUNK else _build(name)
-    widths = [max(1, layer.width // 2) for layer in prunable_layers(model)]
-    with torch.device("meta"):
-        pruned = rebuild(model, widths)
-    torch.save({k: torch.zeros(v.shape) for k, v in pruned.state_dict().items()}, tmp_path / "pruned.pth")
+    from dualsr.compress.layers import head_count
+
+    widths = [max(head_count(layer), layer.width // 2 // head_count(layer) * head_count(layer))
+              for layer in prunable_layers(model)]
+    pruned = rebuild(model, widths)
+    parameters = dict(pruned.named_parameters())
+    torch.save({k: torch.zeros(v.shape) if k in parameters else v for k, v in pruned.state_dict().items()},
+               tmp_path / "pruned.pth")
     loaded = load(tmp_path / "pruned.pth")
     assert loaded.config["widths"] == widths and [layer.width for layer in prunable_layers(loaded.model)] == widths

@@ -192,3 +192,27 @@ def test_benchmark_evaluation_pads_as_the_official_test_script(tmp_path):
     assert tuple(ours.shape[-2:]) == (32, 26)
     torch.testing.assert_close(ours, official, rtol=1e-5, atol=1e-3)
     assert (ours - internal).abs().max() > 1e-3
+
+
+def test_drc_and_l1_compress_a_small_swinir_keeping_heads_equal(tmp_path):
+    from dualsr.checkpoint import save_weights
+    from dualsr.cli import main
+    from dualsr.compress.layers import prunable_layers
+    from dualsr.compress.search import layer_candidates
+    from test_train import make_images
+
+    torch.manual_seed(0)
+    model = create_model("swinir-light", 2, embed_dim=12, depths=[2], num_heads=[3], img_size=8)
+    attention = [layer for layer in prunable_layers(model) if layer.kind == "qkv"]
+    assert all(k % 3 == 0 for layer in attention for k in layer_candidates(layer, 0.5))
+    weights = save_weights(model, tmp_path / "swinir.safetensors")
+    data = make_images(tmp_path / "data", count=4)
+    for method in ("drc", "l1"):
+        out = tmp_path / method
+        assert main(["compress", "--weights", str(weights), "--data", str(data), "--method", method, "--rate", "0.5",
+                     "--out", str(out), "--search-steps", "2", "--finetune-steps", "2", "--dual-warmup-steps", "2",
+                     "--batch-size", "2", "--gt-size", "16", "--channels-per-step", "2", "--quiet", "--distill"]) == 0
+        compressed = load(out / "compressed.safetensors")
+        widths = compressed.config["widths"]
+        assert widths is not None and all(w % 3 == 0 for w in widths[0::2])  # attention widths: whole heads
+        assert count_parameters(compressed.model) < count_parameters(model)

@@ -10,26 +10,39 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from dualsr.compress.layers import consumer_l1_norms, prunable_layers, rebuild, round_to, width_step
+from dualsr.compress.layers import (
+    balanced_top,
+    consumer_l1_norms,
+    head_count,
+    prunable_layers,
+    rebuild,
+    round_to,
+    width_step,
+)
 from dualsr.compress.surgery import remove_channels
 from dualsr.models.spec import PrunableLayer
 from dualsr.profile import count_parameters
 
 
 def l1_keep(model: nn.Module, widths: Sequence[int]) -> dict[str, list[int]]:
-    """Per layer, the channels with the largest L1 norm in the consuming conv(s)."""
-    keep = {}
-    for layer, width in zip(prunable_layers(model), widths):
-        norms = consumer_l1_norms(model, layer)
-        keep[layer.name] = sorted(torch.topk(norms, int(width)).indices.tolist())
-    return keep
+    """Per layer, the channels with the largest L1 norm in the consuming conv(s) (per head for qkv)."""
+    return {layer.name: balanced_top(layer, consumer_l1_norms(model, layer), int(width))
+            for layer, width in zip(prunable_layers(model), widths)}
 
 
 def random_keep(model: nn.Module, widths: Sequence[int], seed: int = 0) -> dict[str, list[int]]:
     """Per layer, `width` channels drawn uniformly at random (seeded)."""
     generator = torch.Generator().manual_seed(seed)
-    return {layer.name: sorted(torch.randperm(layer.width, generator=generator)[: int(w)].tolist())
-            for layer, w in zip(prunable_layers(model), widths)}
+    keep = {}
+    for layer, w in zip(prunable_layers(model), widths):
+        heads = head_count(layer)
+        if heads == 1:
+            keep[layer.name] = sorted(torch.randperm(layer.width, generator=generator)[: int(w)].tolist())
+        else:  # the same number in every head
+            size = layer.width // heads
+            keep[layer.name] = sorted(h * size + int(i) for h in range(heads)
+                                      for i in torch.randperm(size, generator=generator)[: int(w) // heads])
+    return keep
 
 
 def scaled_widths(layers: Sequence[PrunableLayer], factor: float) -> list[int]:

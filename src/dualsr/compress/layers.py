@@ -21,7 +21,7 @@ from torch import nn
 
 from dualsr.models.spec import PrunableLayer, spec_of
 
-KINDS = ("conv", "linear")
+KINDS = ("conv", "linear", "qkv")
 
 
 def prunable_layers(model: nn.Module) -> list[PrunableLayer]:
@@ -39,6 +39,53 @@ def prunable_layers(model: nn.Module) -> list[PrunableLayer]:
 def current_widths(model: nn.Module) -> list[int]:
     """The widths the model is built with (its full widths when unpruned)."""
     return [layer.width for layer in prunable_layers(model)]
+
+
+def head_count(layer: PrunableLayer) -> int:
+    """Groups of channels that must keep equal shares: the heads of a qkv layer, else 1."""
+    return layer.multiple if layer.kind == "qkv" else 1
+
+
+def head_of(layer: PrunableLayer, width: int) -> torch.Tensor:
+    """The group (head) index of each of the `width` channels (heads are contiguous blocks)."""
+    heads = head_count(layer)
+    if width % heads:
+        raise ValueError(f"{layer.name}: width {width} is not a multiple of its {heads} heads")
+    return torch.arange(width) // (width // heads)
+
+
+def producer_channels(layer: PrunableLayer, channels: Sequence[int], width: int) -> list[int]:
+    """The producer outputs that carry the given width channels (q, k and v for qkv; r*r before a shuffle)."""
+    if layer.kind == "qkv":
+        return [part * width + c for part in range(3) for c in channels]
+    return [c * layer.group + k for c in channels for k in range(layer.group)]
+
+
+def selectable(layer: PrunableLayer, kept: torch.Tensor) -> torch.Tensor:
+    """Channels that may be kept next (bool over the width): not kept yet, and in a head with the fewest kept."""
+    free = ~kept
+    heads = head_count(layer)
+    if heads == 1:
+        return free
+    head = head_of(layer, kept.numel())
+    counts = torch.zeros(heads, dtype=torch.long).index_add_(0, head, kept.long())
+    unfilled = counts[counts < kept.numel() // heads]
+    if unfilled.numel() == 0:
+        return torch.zeros_like(kept)
+    return free & (counts == unfilled.min())[head]
+
+
+def balanced_top(layer: PrunableLayer, scores: torch.Tensor, count: int) -> list[int]:
+    """The `count` best channels by score, the same number in every head (sorted indices)."""
+    heads = head_count(layer)
+    if count % heads:
+        raise ValueError(f"{layer.name}: {count} channels cannot be shared equally by {heads} heads")
+    head = head_of(layer, scores.numel())
+    chosen = []
+    for h in range(heads):
+        members = torch.nonzero(head == h).flatten()
+        chosen += members[torch.topk(scores[members], count // heads).indices].tolist()
+    return sorted(chosen)
 
 
 def width_step(layer: PrunableLayer, base: int = 4) -> int:
@@ -98,17 +145,34 @@ def _activation_mask(mask: torch.Tensor, output: torch.Tensor, axis: int) -> tor
     return mask.view(shape).to(output.dtype)
 
 
+def _qkv_mask(layer: PrunableLayer, mask: torch.Tensor, values: bool) -> torch.Tensor:
+    """[q | k | v] multipliers for a width mask: removing channels shrinks the head dim, and the
+    attention scales q.k by head_dim^-0.5, so q carries sqrt(head_dim / kept in its head)."""
+    head = head_of(layer, mask.numel())
+    heads = head_count(layer)
+    kept = torch.zeros(heads, dtype=mask.dtype, device=mask.device).index_add(0, head.to(mask.device), mask)
+    rescale = torch.sqrt((mask.numel() // heads) / kept.clamp_min(1e-6))[head.to(mask.device)]
+    v_part = mask if values else torch.ones_like(mask)
+    return torch.cat([mask * rescale, mask, v_part])
+
+
 @contextlib.contextmanager
 def channel_masks(model: nn.Module, layers: Sequence[PrunableLayer],
-                  masks: Sequence[torch.Tensor | None]) -> Iterator[None]:
+                  masks: Sequence[torch.Tensor | None], values: bool = True) -> Iterator[None]:
     """Multiply each layer's channels by its mask (a length-`width` tensor) during forwards.
 
     Masks act after the producer's bias (and after a PixelShuffle), so a zero mask is exactly the
-    removal of that channel: every activation that follows is positively homogeneous.
+    removal of that channel: every activation that follows is positively homogeneous (or zero
+    at zero). A qkv layer's mask covers q, k and v (q rescaled for the smaller head dim);
+    values=False leaves v alone, so that only the attention logits see the removal.
     """
     handles = []
     for layer, mask in zip(layers, masks):
         if mask is None:
+            continue
+        if layer.kind == "qkv":
+            mask = _qkv_mask(layer, mask, values)
+        elif not values:
             continue
 
         def hook(_module, _inputs, output, mask=mask, axis=layer.axis):

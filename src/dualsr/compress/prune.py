@@ -12,6 +12,7 @@ Zeroed consumer inputs are exactly removed channels, so the final removal change
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 from dataclasses import dataclass
 from typing import Sequence
@@ -21,7 +22,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from dualsr.compress.common import CompressData, Progress, freeze, load_state, save_state
-from dualsr.compress.layers import consumer_grad_norms, get_module, input_column_mask, prunable_layers
+from dualsr.compress.layers import (
+    channel_masks,
+    consumer_grad_norms,
+    get_module,
+    head_count,
+    input_column_mask,
+    prunable_layers,
+    selectable,
+)
 from dualsr.compress.surgery import remove_channels
 from dualsr.models.spec import PrunableLayer, run_model
 from dualsr.objective import model_loss
@@ -57,7 +66,8 @@ class _ConsumerOutputs:
             h.remove()
 
 
-def _layer_loss(student: nn.Module, teacher: nn.Module, duals, layer: PrunableLayer, pyramid, config: PruneConfig):
+def _layer_loss(student: nn.Module, teacher: nn.Module, duals, layer: PrunableLayer, pyramid, config: PruneConfig,
+                kept: torch.Tensor | None = None):
     with torch.no_grad():
         rec_t = _ConsumerOutputs(teacher, layer.consumers)
         try:
@@ -66,8 +76,13 @@ def _layer_loss(student: nn.Module, teacher: nn.Module, duals, layer: PrunableLa
         finally:
             rec_t.close()
     rec_s = _ConsumerOutputs(student, layer.consumers)
+    # a qkv channel also enters the attention logits through q and k: those of the channels not
+    # kept (yet) are masked as removal would remove them; v is cut by the zeroed consumer columns
+    logits = (channel_masks(student, [layer], [kept.to(torch.float32)], values=False)
+              if layer.kind == "qkv" and kept is not None else contextlib.nullcontext())
     try:
-        losses = model_loss(student, duals, pyramid, config.dual_weight)
+        with logits:
+            losses = model_loss(student, duals, pyramid, config.dual_weight)
     finally:
         rec_s.close()
     reconstruction = sum(F.mse_loss(rec_s.outputs[n], targets[n]) for n in layer.consumers)
@@ -93,12 +108,19 @@ def _prune_layer(student: nn.Module, teacher: nn.Module, duals, layer: PrunableL
     while len(kept) < target:
         pyramid = data.all.batch(step, 0, config.batch_size)
         step += 1
-        loss = _layer_loss(student, teacher, duals, layer, pyramid, config)
+        loss = _layer_loss(student, teacher, duals, layer, pyramid, config, mask)
         grads = torch.autograd.grad(loss, weights)
         score = consumer_grad_norms(grads)
-        score[mask] = -1.0
         n_add = min(config.channels_per_step, target - len(kept))
-        chosen = torch.topk(score, n_add).indices.tolist()
+        if head_count(layer) == 1:
+            score[mask] = -1.0
+            chosen = torch.topk(score, n_add).indices.tolist()
+        else:  # one at a time, each from a head with the fewest kept, so the heads stay equal
+            chosen, taken = [], mask.clone()
+            for _ in range(n_add):
+                j = int(torch.argmax(torch.where(selectable(layer, taken), score, torch.tensor(-1.0))))
+                chosen.append(j)
+                taken[j] = True
         with torch.no_grad():
             for j in chosen:
                 mask[j] = True
@@ -110,7 +132,7 @@ def _prune_layer(student: nn.Module, teacher: nn.Module, duals, layer: PrunableL
             pyramid = data.all.batch(step, 0, config.batch_size)
             step += 1
             optimizer.zero_grad(set_to_none=True)
-            _layer_loss(student, teacher, duals, layer, pyramid, config).backward()
+            _layer_loss(student, teacher, duals, layer, pyramid, config, mask).backward()
             for w, column_mask in zip(weights, column_masks):
                 w.grad.mul_(column_mask)  # only the kept weights move; the rest stay exactly zero
             optimizer.step()
@@ -130,6 +152,9 @@ def dr_prune(model: nn.Module, duals: nn.ModuleList | None, widths: Sequence[int
     layers = prunable_layers(model)
     full = [layer.width for layer in layers]
     widths = [int(w) for w in widths]
+    uneven = [layer.name for layer, w in zip(layers, widths) if w % head_count(layer)]
+    if uneven:
+        raise ValueError(f"widths must be multiples of the head count, not at {', '.join(uneven[:3])}")
     if len(widths) != len(layers):
         raise ValueError(f"{len(widths)} widths for a model with {len(layers)} prunable layers")
     bad = [i for i, (w, c) in enumerate(zip(widths, full)) if not 1 <= w <= c]

@@ -19,7 +19,14 @@ import torch
 from torch import nn
 
 from dualsr.compress.common import CompressData, Progress, load_state, objective, save_state
-from dualsr.compress.layers import channel_masks, consumer_l1_norms, prunable_layers, round_to, width_step
+from dualsr.compress.layers import (
+    channel_masks,
+    consumer_l1_norms,
+    head_count,
+    prunable_layers,
+    round_to,
+    width_step,
+)
 from dualsr.models.spec import PrunableLayer
 
 FRACTIONS = (0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
@@ -60,11 +67,16 @@ class SearchConfig:
     save_every: int = 50
 
 
-def _nested_mask(norms: torch.Tensor, candidates: torch.Tensor, probabilities: torch.Tensor) -> torch.Tensor:
-    order = torch.argsort(norms, descending=True, stable=True)
+def _nested_mask(norms: torch.Tensor, candidates: torch.Tensor, probabilities: torch.Tensor,
+                 heads: int = 1) -> torch.Tensor:
+    """Soft mask: sum over candidates K of p(K) [channel ranks within the top K]; with heads, ranks
+    are taken within each head and K is shared equally, as the pruned width will be."""
+    size = len(norms) // heads
+    grouped = norms.view(heads, size)
+    order = torch.argsort(grouped, dim=1, descending=True, stable=True)
     rank = torch.empty_like(order)
-    rank[order] = torch.arange(len(order), device=order.device)
-    inside = (rank[:, None] < candidates[None, :]).to(probabilities.dtype)
+    rank.scatter_(1, order, torch.arange(size, device=order.device).expand(heads, size).contiguous())
+    inside = (rank.reshape(-1)[:, None] < (candidates // heads)[None, :]).to(probabilities.dtype)
     return (inside * probabilities[None, :]).sum(dim=1)
 
 
@@ -96,7 +108,7 @@ class WidthSearch:
         for layer, alpha, cands in zip(self.layers, self.alphas, self.candidates):
             norms = consumer_l1_norms(self.model, layer)
             k = torch.tensor(cands, device=norms.device)
-            masks.append(_nested_mask(norms, k, torch.softmax(alpha, dim=0)))
+            masks.append(_nested_mask(norms, k, torch.softmax(alpha, dim=0), head_count(layer)))
         return masks
 
     def loss(self, pyramid: Sequence[torch.Tensor]) -> torch.Tensor:

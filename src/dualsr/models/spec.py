@@ -46,8 +46,11 @@ def normalize_name(name: str) -> str:
 class PrunableLayer:
     """One shrinkable width: its channels leave `producer` and enter every module in `consumers`.
 
-    kind: "conv" (activations (N, C, H, W)) or "linear" (activations (..., C)); consumers read the
-    channels on weight axis 1 in both cases. axis: the activation axis that holds the channels.
+    kind: "conv" (activations (N, C, H, W)), "linear" (activations (..., C)) or "qkv" (a fused
+    attention projection: its output is [q | k | v], `width` channels each, head-major, and the
+    attention scales q.k by head_dim^-0.5, so a pruned width keeps the same number of channels in
+    every one of its `multiple` heads); consumers read the channels on weight axis 1 in every
+    kind. axis: the activation axis that holds the channels.
     mask_at: module whose output carries exactly these channels (the producer itself, or the
     PixelShuffle after it). group: producer outputs per width channel (r*r before a
     PixelShuffle(r): width channel j is producer channels j*r*r .. j*r*r + r*r - 1).

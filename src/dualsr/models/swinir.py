@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dualsr.models.spec import Detected, ModelSpec, resolve_widths
+from dualsr.models.spec import Detected, ModelSpec, PrunableLayer, resolve_widths
 
 RGB_MEAN = (0.4488, 0.4371, 0.4040)
 # Bias added to attention logits between tokens that a cyclic shift brought together (official: -100).
@@ -408,6 +408,28 @@ def verify_state(model: SwinIR, state) -> str:
     return f"{len(bad)} stored attention buffers differ from the ones SwinIR rebuilds, e.g. {bad[0]}"
 
 
+def prunable_layers(model: SwinIR) -> list[PrunableLayer]:
+    """Per Swin block: the attention width (fused q/k/v, per head) and the MLP hidden width."""
+    full = full_widths(model.embed_dim, model.depths, model.mlp_ratio)
+    layers, position = [], 0
+    for i, layer in enumerate(model.layers):
+        for j, block in enumerate(layer.residual_group.blocks):
+            p = f"layers.{i}.residual_group.blocks.{j}"
+            layers += [
+                PrunableLayer(f"{p}.attn", f"{p}.attn.qkv", (f"{p}.attn.proj",), f"{p}.attn.qkv",
+                              full[2 * position], block.attn.inner, kind="qkv", axis=-1, multiple=block.attn.heads),
+                PrunableLayer(f"{p}.mlp", f"{p}.mlp.fc1", (f"{p}.mlp.fc2",), f"{p}.mlp.fc1",
+                              full[2 * position + 1], block.mlp.fc1.out_features, kind="linear", axis=-1),
+            ]
+            position += 1
+    return layers
+
+
+def distill_feature(model: SwinIR) -> str:
+    """conv_after_body: its input is the body's output, at the embedding width that pruning keeps."""
+    return "conv_after_body"
+
+
 def attention_macs(model: SwinIR, lr_size: tuple[int, int]) -> int:
     """q.k and attn.v of every block on the padded input: 2 x tokens x window area x attention width."""
     h, w = (math.ceil(side / model.window_size) * model.window_size for side in lr_size)
@@ -434,6 +456,7 @@ def _spec(name: str, builder, scales: tuple[int, ...], upsampler: str, title: st
         value_range=1.0, outputs="single", tiling="approximate", half_safe=False,
         receptive_radius=receptive_radius, detect=_detector(name, upsampler), verify_state=verify_state,
         extra_macs=attention_macs, parameter_views=parameter_views,
+        prunable_layers=prunable_layers, distill_feature=distill_feature,
         test_padding=lambda model, lr: pad_like_official_test(lr, model.window_size),
     )
 
