@@ -276,3 +276,14 @@ def test_multistep_rate_halves_after_each_milestone_and_rejects_unknown_options(
         make_schedule(opt, {"type": "MultiStepLR"}, 8)
     with pytest.raises(ConfigError, match="gama"):
         make_schedule(opt, {"type": "MultiStepLR", "milestones": [2], "gama": 0.1}, 8)
+
+
+def test_overrides_after_options_are_still_overrides(capsys):
+    from dualsr.cli import main
+
+    assert main(["train", "-c", str(REPO / "configs" / "drn_t_x4.yaml"), "--print-config", "--resume-if-possible",
+                 "seed=5", "train.total_iter=7"]) == 0
+    printed = capsys.readouterr().out
+    assert "seed: 5" in printed and "total_iter: 7" in printed
+    with pytest.raises(SystemExit):
+        main(["train", "-c", str(REPO / "configs" / "drn_t_x4.yaml"), "--print-config", "--bogus"])
