@@ -216,3 +216,18 @@ def test_drc_and_l1_compress_a_small_swinir_keeping_heads_equal(tmp_path):
         widths = compressed.config["widths"]
         assert widths is not None and all(w % 3 == 0 for w in widths[0::2])  # attention widths: whole heads
         assert count_parameters(compressed.model) < count_parameters(model)
+
+
+def test_tiling_is_reported_as_approximate_and_warned():
+    import warnings
+
+    from dualsr.inference import Upscaler
+
+    torch.manual_seed(0)
+    model = create_model("swinir-light", 2, embed_dim=12, depths=[2], num_heads=[2], img_size=8)
+    upscaler = Upscaler(model, tile=8)
+    assert not upscaler.exact_tiling and upscaler.receptive_radius == 1 + 1 + 1 + 1 + 2 * 8
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        upscaler.upscale(torch.rand(3, 20, 20) * 255)
+    assert any("approximates" in str(w.message) for w in caught)
