@@ -158,6 +158,13 @@ def load_weights(module: nn.Module, src: Source, strict: bool = True) -> nn.Modu
         state = {f"{i}.{k}": v for i, sd in enumerate(state) for k, v in sd.items()}
     elif isinstance(module, nn.ModuleList) and len(module) == 1 and not _has_index_prefix(state):
         state = {f"0.{k}": v for k, v in state.items()}  # one dual saved on its own
+    return _load_checked(module, state, name, strict)
+
+
+def _load_checked(module: nn.Module, state: Mapping[str, torch.Tensor], name: str, strict: bool) -> nn.Module:
+    """`state` into `module` after the checks every load makes: finite values, fitting keys and
+    shapes (named in the models' terms), the spec's derived buffers; strict=False tolerates only
+    missing/unexpected keys."""
     check_finite(state, name)
     problem = diagnose(module.state_dict(), state) or _state_problem(module, state)
     if problem and (strict or problem.startswith(("wrong", "shape"))):
@@ -170,7 +177,8 @@ def _state_problem(module: nn.Module, state: Mapping[str, torch.Tensor]) -> str:
     from dualsr.models import spec_of
 
     verify = spec_of(module).verify_state
-    return f"wrong buffers: {verify(module, state)}" if verify is not None and verify(module, state) else ""
+    problem = verify(module, state) if verify is not None else ""
+    return f"wrong buffers: {problem}" if problem else ""
 
 
 def check_finite(state: Mapping[str, torch.Tensor], name: str) -> None:
@@ -296,9 +304,10 @@ def load(source: Source, name: str | None = None, scale: int | None = None, widt
         raise WeightsError(f"{label}: holds {what}, not a primal model; give it as the duals "
                            "(--duals, dualsr.checkpoint.load_duals)")
     try:
-        found = describe_metadata(metadata) or detect(state)
+        stored = describe_metadata(metadata)
     except (ValueError, TypeError) as exc:
         raise WeightsError(f"{label}: unreadable dualsr metadata ({_first_line(exc)})") from None
+    found = stored or detect(state)
     try:
         spec = get_spec(name if name is not None else found.name) if (name or found) else None
     except KeyError as exc:
@@ -327,11 +336,7 @@ def load(source: Source, name: str | None = None, scale: int | None = None, widt
     except (ValueError, TypeError) as exc:
         raise WeightsMismatchError(f"{label}: cannot build {spec.label(scale, architecture)}: "
                                    f"{_first_line(exc)}") from None
-    problem = diagnose(model.state_dict(), state) or _state_problem(model, state)
-    if problem and (strict or problem.startswith(("wrong", "shape"))):
-        raise WeightsMismatchError(f"{label}: {problem}")
-    check_finite(state, label)
-    model.load_state_dict(state, strict=strict)
+    _load_checked(model, state, label, strict)
     return LoadedModel(model, spec, scale, model.config(), label, metadata)
 
 

@@ -92,10 +92,7 @@ def _forward(model: nn.Module | None, lr: torch.Tensor, scale: int) -> torch.Ten
     if spec.test_padding is not None:  # the authors' rule, so that figures compare with the published ones
         return sr_image(model, spec.test_padding(model, lr))[..., : height * scale, : width * scale]
     # replicate-pad bottom/right to the spec's size multiple and minimum input; cropped after
-    pad_h, pad_w = (max(spec.min_input, height + (-height) % spec.size_multiple) - height,
-                    max(spec.min_input, width + (-width) % spec.size_multiple) - width)
-    pad_h += (-(height + pad_h)) % spec.size_multiple
-    pad_w += (-(width + pad_w)) % spec.size_multiple
+    pad_h, pad_w = spec.padded_size(height) - height, spec.padded_size(width) - width
     if pad_h or pad_w:
         lr = F.pad(lr, (0, pad_w, 0, pad_h), mode="replicate")
     return sr_image(model, lr)[..., : height * scale, : width * scale]

@@ -42,8 +42,7 @@ _CUTS = {
 
 def _example_input(model: nn.Module) -> torch.Tensor:
     spec = spec_of(model)
-    side = max(16, spec.min_input)
-    side += (-side) % spec.size_multiple
+    side = spec.padded_size(16)
     return torch.rand(1, 3, side, side, dtype=next(model.parameters()).dtype) * spec.value_range
 
 

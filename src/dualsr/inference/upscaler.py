@@ -133,15 +133,12 @@ class Upscaler:
         self.spec = spec = spec_of(self.model)
         if self.dtype != torch.float32 and not spec.half_safe:
             warnings.warn(f"{spec.name} is not marked safe in {self.dtype}; expect degraded output", stacklevel=2)
-        self.size_multiple = spec.size_multiple
-        self.min_size = spec.min_input
         radius = spec.receptive_radius(self.model) if spec.receptive_radius is not None else _UNKNOWN_RADIUS
         self.receptive_radius = int(math.ceil(radius))
         self.tile_pad = self.receptive_radius if tile_pad is None else int(tile_pad)
         if self.tile_pad < 0:
             raise ValueError(f"tile_pad must be >= 0, got {tile_pad}")
-        side = max(16, self.min_size)
-        side += (-side) % self.size_multiple
+        side = spec.padded_size(16)
         probe = torch.full((1, 3, side, side), 128.0 * spec.value_range / 255.0, device=self.device, dtype=self.dtype)
         activation_per_px = memory.largest_activation_per_pixel(self.model, probe)
         self.bytes_per_lr_pixel = activation_per_px * _PEAK_ACTIVATION_FACTOR * torch.finfo(self.dtype).bits / 8
@@ -180,11 +177,7 @@ class Upscaler:
         h, w = window.shape[-2:]
         x = window[None].to(device=self.device, dtype=self.dtype).contiguous(memory_format=torch.channels_last)
         # pad bottom/right by replication to the model's size multiple and minimum size; cropped below
-        m = self.size_multiple
-        pad_h = max((-h) % m, self.min_size - h, 0)
-        pad_w = max((-w) % m, self.min_size - w, 0)
-        pad_h += (-(h + pad_h)) % m
-        pad_w += (-(w + pad_w)) % m
+        pad_h, pad_w = self.spec.padded_size(h) - h, self.spec.padded_size(w) - w
         if pad_h or pad_w:
             x = F.pad(x, (0, pad_w, 0, pad_h), mode="replicate").contiguous(memory_format=torch.channels_last)
         out = sr_image(self.model, x)

@@ -183,14 +183,18 @@ class ModelSpec:
         details = ", ".join(f"{k}={v}" for k, v in shown.items())
         return f"{self.name} x{scale}" + (f" ({details})" if details else "")
 
+    def padded_size(self, side: int) -> int:
+        """The smallest LR side >= `side` the model takes: at least `min_input`, a multiple of `size_multiple`."""
+        side = max(int(side), self.min_input)
+        return side + (-side) % self.size_multiple
+
     def patch_problem(self, gt_size: int, scale: int) -> str:
         """Why HR training patches of `gt_size` cannot feed this model at `scale` ('' when they can)."""
         if gt_size % scale:
             return f"HR patches must be a multiple of the scale {scale}"
         lr = gt_size // scale
-        if lr < self.min_input or lr % self.size_multiple:
-            need = max(self.min_input, self.size_multiple)
-            need += (-need) % self.size_multiple
+        if self.padded_size(lr) != lr:
+            need = self.padded_size(1)
             return (f"LR patches of {lr} px are too small for {self.name} (it needs at least {need} px and a "
                     f"multiple of {self.size_multiple}): use at least {need * scale}")
         return ""
