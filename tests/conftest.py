@@ -32,3 +32,15 @@ def _one_torch_thread():
 def _deterministic():
     torch.manual_seed(0)
     yield
+
+
+def _device_params():
+    cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA is not available on this machine "
+                              "(scripts/gpu_check.sh runs these on a GPU)")
+    return [pytest.param("cpu"), pytest.param("cuda", marks=cuda)]
+
+
+@pytest.fixture(params=_device_params())
+def device(request) -> torch.device:
+    """The device a test runs on: every test that takes it runs on the CPU, and on CUDA when there is one."""
+    return torch.device(request.param)

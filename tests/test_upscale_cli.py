@@ -177,9 +177,12 @@ def test_unwritable_output_file_fails_that_file_only(tmp_path, capsys, weights):
 def test_output_never_overwrites_an_input(tmp_path, capsys, weights):
     src = _rgb(tmp_path / "a.png")
     before = src.read_bytes()
-    status, err = upscale(capsys, weights, str(src), "-o", str(tmp_path))
+    status, err = upscale(capsys, weights, str(src), "-o", str(tmp_path), "--suffix", "")
     assert status == 1 and "overwrite" in _errors(err)[0]
     assert src.read_bytes() == before
+    # without --suffix, writing into the input's folder marks the result instead
+    status, err = upscale(capsys, weights, str(src), "-o", str(tmp_path))
+    assert status == 0 and (tmp_path / "a_x4.png").is_file() and src.read_bytes() == before
 
 
 def test_weights_of_the_wrong_scale_are_refused(tmp_path, capsys, weights):

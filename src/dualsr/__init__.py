@@ -32,3 +32,8 @@ def __getattr__(name: str):
     if name in _PUBLIC:
         return getattr(importlib.import_module(_PUBLIC[name]), name)
     raise AttributeError(f"module 'dualsr' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    # the lazily resolved public names are part of the module, as `help()` and completion expect
+    return sorted(set(globals()) | set(__all__))

@@ -15,6 +15,7 @@ SUBCOMMANDS = {
     "upscale": ("dualsr.cli.upscale", "super-resolve images"),
     "compress": ("dualsr.cli.compress", "DRC: search widths, prune channels, fine-tune"),
     "profile": ("dualsr.cli.profile", "parameters and MACs of a model"),
+    "models": ("dualsr.cli.models", "the registered models: scales, parameters, shipped weights, tiling"),
     "export": ("dualsr.cli.export", "export weights to safetensors"),
 }
 
@@ -64,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
         module = importlib.import_module(module_name)
         p = sub.add_parser(name, help=help_text, description=help_text)
         module.add_arguments(p)
-        p.set_defaults(_run=module.run)
+        p.set_defaults(_run=module.run, _parser=p)
     return parser
 
 
@@ -75,7 +76,8 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(getattr(args, "overrides", None), list) and all("=" in e and not e.startswith("-") for e in extra):
             args.overrides = args.overrides + extra
         else:
-            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+            # the subcommand's usage, not the top-level one: that is the parser the user was talking to
+            args._parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         return int(args._run(args) or 0)
     except CommandError as exc:

@@ -35,8 +35,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--scale", type=int, default=None,
                         help="upscaling factor (default: the weights file's, 4 for bicubic)")
     parser.add_argument("--data", nargs="+", metavar="DIR",
-                        help="set folders (each with HR/ or flat images), or a folder of set folders; "
-                             f"default: ${BENCHMARK_ENV} or shared/data/benchmark beside the checkout")
+                        help="set folders (each with HR/ or flat images), a folder of set folders, or bare set "
+                             "names (Set5) looked up in the benchmark folder; "
+                             f"default: all sets of ${BENCHMARK_ENV} or shared/data/benchmark beside the checkout")
     parser.add_argument("--weights", metavar="FILE", help="weights for --model (.pt, .pth, .safetensors)")
     parser.add_argument("--widths", metavar="FILE", help="width config of a pruned model (one width per line)")
     parser.add_argument("--per-image", action="store_true", help="add one row per image to the table")
@@ -64,6 +65,22 @@ def default_benchmark_dir() -> Path | None:
         return Path(env)
     candidate = _repo_benchmark_dir()
     return candidate if candidate.is_dir() else None
+
+
+def resolve_set(text: str) -> Path:
+    """A --data entry: a path as given, or a bare set name ("Set5") found in the default benchmark folder."""
+    path = Path(text)
+    if path.exists() or len(path.parts) != 1:
+        return path
+    root = default_benchmark_dir()
+    if root is not None and root.is_dir():
+        matches = [c for c in root.iterdir() if c.is_dir() and c.name.lower() == text.lower()]
+        if matches:
+            return matches[0]
+        raise CommandError(f"{text}: no such folder here nor a set of that name in {root} "
+                           f"(it holds {', '.join(sorted(c.name for c in root.iterdir() if c.is_dir())) or 'nothing'})")
+    raise CommandError(f"{text}: no such folder (a bare set name is looked up in ${BENCHMARK_ENV}, which is unset, "
+                       f"and {_repo_benchmark_dir()} does not exist)")
 
 
 def _is_set_folder(folder: Path) -> bool:
@@ -167,7 +184,7 @@ def run(args: argparse.Namespace) -> int:
     if args.scale is not None and args.scale < 1:
         raise CommandError(f"--scale must be a positive integer, got {args.scale}")
     if args.data:
-        folders = [Path(d) for d in args.data]
+        folders = [resolve_set(d) for d in args.data]
     else:
         root = default_benchmark_dir()
         if root is None or not root.is_dir():

@@ -4,6 +4,12 @@ Every input is handled on its own: a file that cannot be read or written gets on
 naming it and the problem, the others are still processed, and the exit status is 1 when any
 failed. Outputs are written to a hidden temporary name and renamed, so no half-written file is
 ever left behind.
+
+Conventions shared with Real-ESRGAN's and BasicSR's scripts: `-s/--outscale F` gives any output
+factor (the model runs at its own scale, then the MATLAB bicubic resizes to int(F * input size));
+`--ext` picks the output format (auto: the input's); an output folder that is an input's own
+folder gets the suffix `_x<F>` unless --suffix says otherwise; `-` as the input reads one image from
+stdin and `-o -` writes one to stdout, for pipes.
 """
 from __future__ import annotations
 
@@ -42,11 +48,33 @@ def _pixels(megapixels: float) -> int | None:
     return None if megapixels == 0 else int(megapixels * 1e6)
 
 
+def _outscale_arg(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an output factor such as 4 or 3.5, got {text!r}") from None
+    if not (0 < value < 1e4):
+        raise argparse.ArgumentTypeError(f"the output factor must be positive, got {text}")
+    return value
+
+
+# --ext choices -> file suffix
+_EXTENSIONS = {"png": ".png", "jpg": ".jpg", "webp": ".webp"}
+STDIO = "-"
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Register the options of `dualsr upscale`."""
-    parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders or glob patterns")
+    parser.add_argument("inputs", nargs="+", metavar="INPUT",
+                        help="image files, folders or glob patterns; - reads one image from stdin")
     parser.add_argument("-o", "--output", required=True, metavar="OUT",
-                        help="output folder (created if needed), or a file name when there is one input file")
+                        help="output folder (created if needed), a file name when there is one input file, "
+                             "or - for stdout")
+    parser.add_argument("-s", "--outscale", type=_outscale_arg, metavar="F",
+                        help="final upscaling factor, any number: the model's scale, then MATLAB bicubic to "
+                             "int(F x input size) (default: the model's scale)")
+    parser.add_argument("--ext", choices=["auto", *_EXTENSIONS], default="auto",
+                        help="output format (default auto: the input's format, PNG for stdin and unknown ones)")
     model = parser.add_argument_group("model (default: the model shipped with dualsr)")
     model.add_argument("--model", metavar="NAME", help="registry name, e.g. drn-s, drn-l, drn-t, rlfn")
     model.add_argument("--weights", metavar="FILE",
@@ -62,9 +90,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                           "deep DRNs, but tiled output then only approximates untiled output")
     run.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     precision = run.add_mutually_exclusive_group()
-    precision.add_argument("--half", action="store_true", help="float16 arithmetic (GPU)")
-    precision.add_argument("--bf16", action="store_true", help="bfloat16 arithmetic")
-    parser.add_argument("--suffix", default="", help="appended to each output file name's stem, e.g. _x4")
+    precision.add_argument("--half", action="store_true", help="float16 arithmetic (CUDA only)")
+    precision.add_argument("--bf16", action="store_true", help="bfloat16 arithmetic (on a CPU: slower than "
+                           "float32 unless it has bf16 instructions, and a few grey levels off)")
+    parser.add_argument("--suffix", default=None,
+                        help="appended to each output file name's stem (default: none, or _x<F> when the output "
+                             "folder is an input's own folder)")
     limits = parser.add_argument_group("limits (a small file can declare a huge image)")
     limits.add_argument("--max-input-mp", type=_megapixels_arg, default=50.0, metavar="MP",
                         help="refuse inputs above this many megapixels (default 50; 0: no limit)")
@@ -95,8 +126,26 @@ def _build_upscaler(args: argparse.Namespace):
 
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise CommandError(f"--device {args.device}: CUDA is not available on this machine (use --device cpu)")
+    on_cpu = not args.device.startswith("cuda")
+    if args.half and on_cpu:
+        raise CommandError("--half: float16 needs --device cuda (on a CPU it is slow and loses precision); "
+                           "use --bf16 or float32")
+    if args.bf16 and on_cpu:
+        _note("--bf16 on the CPU: bfloat16 arithmetic, slower than float32 without bf16 instructions and a few "
+              "grey levels off")
     if args.weights and not Path(args.weights).is_file():
         raise CommandError(f"{args.weights}: no such weights file")
+    if args.model and not args.weights:
+        from dualsr.models import get_spec
+        from dualsr.weights import default_weights
+
+        try:
+            named, shipped = get_spec(args.model).name, default_weights().model
+        except (KeyError, DefaultWeightsMissing) as exc:
+            raise CommandError(str(exc.args[0] if isinstance(exc, KeyError) else exc)) from None
+        if named != shipped:
+            raise CommandError(f"--model {named} needs --weights FILE (only {shipped} ships with dualsr; a random "
+                               "model would produce noise)")
     dtype = torch.float16 if args.half else torch.bfloat16 if args.bf16 else torch.float32
     try:
         return Upscaler(model=args.model, weights=args.weights, scale=args.scale, device=args.device,
@@ -111,17 +160,37 @@ def _build_upscaler(args: argparse.Namespace):
         raise CommandError(str(text).splitlines()[0]) from None
 
 
-def _plan_outputs(args: argparse.Namespace, files: list[Path]) -> tuple[list[Path], Path | None]:
-    """Output path per input file; the output folder (None when writing one named file)."""
-    # The formats `write_array` can encode; an input with another suffix is written as PNG.
+def _factor_text(factor: float) -> str:
+    return f"{factor:g}"
+
+
+def _output_suffix(args: argparse.Namespace, source: Path) -> str:
+    """The output file's extension: --ext, else the input's when dualsr can write it, else .png."""
+    from dualsr.data.imageio import IMAGE_EXTENSIONS
+
+    if args.ext != "auto":
+        return _EXTENSIONS[args.ext]
+    return source.suffix.lower() if source.suffix.lower() in IMAGE_EXTENSIONS else ".png"
+
+
+def _plan_outputs(args: argparse.Namespace, files: list[Path], factor: float) -> tuple[list[Path], Path | None]:
+    """Output path per input file; the output folder (None when writing one named file or stdout)."""
     from dualsr.data.imageio import IMAGE_EXTENSIONS
 
     output = Path(args.output)
+    if args.output == STDIO:
+        if len(files) != 1:
+            raise CommandError(f"-o - writes one image to stdout, but the inputs hold {len(files)}")
+        if sys.stdout.isatty():
+            raise CommandError("-o -: refusing to write image bytes to a terminal (redirect stdout or name a file)")
+        return [Path("stdout" + _output_suffix(args, files[0]))], None
     single_file = (
-        len(files) == 1 and len(args.inputs) == 1 and Path(args.inputs[0]).is_file()
+        len(files) == 1 and len(args.inputs) == 1 and (args.inputs[0] == STDIO or Path(args.inputs[0]).is_file())
         and output.suffix.lower() in IMAGE_EXTENSIONS and not output.is_dir()
     )
     if single_file:
+        if args.ext != "auto" and output.suffix.lower() not in (_EXTENSIONS[args.ext], ".jpeg"):
+            raise CommandError(f"--ext {args.ext} contradicts the output file name {output}")
         return [output], None
     if output.suffix.lower() in IMAGE_EXTENSIONS and not output.is_dir():
         raise CommandError(f"{output}: {len(files)} images from {len(args.inputs)} inputs need an output folder, "
@@ -132,24 +201,59 @@ def _plan_outputs(args: argparse.Namespace, files: list[Path]) -> tuple[list[Pat
         output.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise CommandError(f"{output}: cannot create the output folder ({exc.strerror or exc})") from None
-    outs = []
-    for file in files:
-        suffix = file.suffix.lower() if file.suffix.lower() in IMAGE_EXTENSIONS else ".png"
-        outs.append(output / f"{file.stem}{args.suffix}{suffix}")
-    return outs, output
+    suffix = args.suffix
+    if suffix is None:  # writing beside the inputs: mark the results rather than collide with them
+        home = output.resolve()
+        suffix = f"_x{_factor_text(factor)}" if any(f.resolve().parent == home for f in files) else ""
+    return [output / f"{file.stem}{suffix}{_output_suffix(args, file)}" for file in files], output
+
+
+def _read_stdin(folder: Path) -> Path:
+    """stdin's bytes as a file named after their format, so that every reader sees a normal path."""
+    from PIL import Image, UnidentifiedImageError
+
+    data = sys.stdin.buffer.read()
+    if not data:
+        raise CommandError("-: stdin is empty (pipe an image into it)")
+    path = folder / "stdin"
+    path.write_bytes(data)
+    try:
+        with Image.open(path) as image:
+            kind = (image.format or "PNG").lower()
+    except (UnidentifiedImageError, OSError):
+        raise CommandError("-: stdin does not hold an image Pillow can read") from None
+    named = path.with_name("stdin." + {"jpeg": "jpg", "tiff": "tif"}.get(kind, kind))
+    path.rename(named)
+    return named
+
+
+def _resize_to(array, height: int, width: int):
+    """An (H, W, C) uint8/uint16 array resized with the MATLAB bicubic to (height, width, C)."""
+    import numpy as np
+    import torch
+
+    from dualsr.data.resize import imresize
+
+    top = float(np.iinfo(array.dtype).max)
+    out = np.empty((height, width, array.shape[2]), dtype=array.dtype)
+    for c in range(array.shape[2]):  # one plane at a time: the float copy stays a plane's size
+        plane = torch.from_numpy(array[:, :, c].astype(np.float32))
+        out[:, :, c] = imresize(plane, size=(height, width)).clamp_(0, top).round_().numpy().astype(array.dtype)
+    return out
 
 
 def run(args: argparse.Namespace) -> int:
     """Upscale every input; 0 when all succeeded, 1 when any input failed."""
+    import tempfile
     import warnings
 
-    with warnings.catch_warnings():  # library warnings (e.g. approximate tiling) as one-line notes
-        warnings.simplefilter("default")
+    with warnings.catch_warnings(), tempfile.TemporaryDirectory(prefix="dualsr-stdio-") as scratch:
+        warnings.simplefilter("default")  # library warnings (e.g. approximate tiling) as one-line notes
         warnings.showwarning = lambda message, *rest, **kw: _note(f"warning: {message}")
-        return _run(args)
+        return _run(args, Path(scratch))
 
 
-def _run(args: argparse.Namespace) -> int:
+def _run(args: argparse.Namespace, scratch: Path) -> int:
     from tqdm import tqdm
 
     from dualsr.data.imageio import (
@@ -163,8 +267,16 @@ def _run(args: argparse.Namespace) -> int:
     )
     from dualsr.inference import FORMAT_UINT8, FORMAT_UINT16, NonFiniteOutputError
 
-    found = list_images(args.inputs)
-    explicit = {str(Path(item)) for item in args.inputs}
+    if args.inputs.count(STDIO) > 1:
+        raise CommandError("- (stdin) can be given once")
+    if STDIO in args.inputs:
+        if len(args.inputs) > 1:
+            raise CommandError("- (stdin) cannot be mixed with other inputs")
+        found = list_images([_read_stdin(scratch)])
+        explicit = {str(found.files[0])} if found.files else set()
+    else:
+        found = list_images(args.inputs)
+        explicit = {str(Path(item)) for item in args.inputs}
     failed = 0
     for path, reason in found.skipped:
         if str(path) in explicit:  # named on the command line: the user expected it to be processed
@@ -176,8 +288,14 @@ def _run(args: argparse.Namespace) -> int:
         if failed:
             return 1
         raise CommandError("no image files found in the inputs")
-    outs, folder = _plan_outputs(args, found.files)
+    to_stdout = args.output == STDIO
+    if not to_stdout and args.ext == "auto" and STDIO in args.inputs and Path(args.output).suffix == "":
+        args.ext = "png"  # stdin into a folder: a plain, lossless default
     upscaler = _build_upscaler(args)
+    factor = args.outscale if args.outscale is not None else float(upscaler.scale)
+    outs, folder = _plan_outputs(args, found.files, factor)
+    if to_stdout:
+        outs = [scratch / outs[0].name]
     sources = {f.resolve() for f in found.files}
     written: set[Path] = set()
     done = 0
@@ -186,7 +304,31 @@ def _run(args: argparse.Namespace) -> int:
                disable=True if args.quiet or len(found.files) == 1 else None, file=sys.stderr, dynamic_ncols=True)
     with bar:
         for src, dst in zip(found.files, outs):
+            name = "stdin" if STDIO in args.inputs else src
             try:
+                size, s = declared_size(src), upscaler.scale
+                out_size = None
+                if size is not None:  # both limits from the header, before anything is decoded
+                    out_size = (int(size[0] * factor), int(size[1] * factor))
+                    check_pixels(name, *size, _pixels(args.max_input_mp))
+                    check_pixels(name, *out_size, _pixels(args.max_output_mp),
+                                 what=f"x{_factor_text(factor)} output", option="--max-output-mp")
+                    if min(out_size) < 1:
+                        raise ImageReadError(name, f"-s {_factor_text(factor)} leaves no pixel of a "
+                                                   f"{size[0]}x{size[1]} image")
+                loaded = read_image(src, max_pixels=_pixels(args.max_input_mp))
+                for warning in loaded.warnings:
+                    _note(f"warning: {warning}")
+                fmt = FORMAT_UINT16 if loaded.bit_depth == 16 else FORMAT_UINT8
+                has_alpha = loaded.alpha is not None
+                if has_alpha and dst.suffix.lower() in (".jpg", ".jpeg") and args.ext == "jpg":
+                    dst = dst.with_suffix(".png")  # as Real-ESRGAN: JPEG has no alpha, keep it
+                    _note(f"{name}: has alpha, written as PNG ({dst.name})")
+                if fmt is FORMAT_UINT16 and dst.suffix.lower() not in (".png", ".tif", ".tiff"):
+                    if args.ext == "auto":
+                        raise ImageWriteError(dst, "cannot store the 16-bit result (use a .png output)")
+                    fmt = FORMAT_UINT8  # the user asked for the format: 8 bits is what it can hold
+                    _note(f"{name}: 16-bit image written as 8-bit {args.ext}")
                 target = dst.resolve()
                 if target in sources:
                     raise ImageWriteError(dst, "would overwrite an input image (use --suffix or another folder)")
@@ -197,34 +339,35 @@ def _run(args: argparse.Namespace) -> int:
                         dst.parent.mkdir(parents=True, exist_ok=True)
                     except OSError as exc:
                         raise ImageWriteError(dst, f"cannot create its folder ({exc.strerror or exc})") from None
-                size, s = declared_size(src), upscaler.scale
-                if size is not None:  # both limits from the header, before anything is decoded
-                    check_pixels(src, *size, _pixels(args.max_input_mp))
-                    check_pixels(src, size[0] * s, size[1] * s, _pixels(args.max_output_mp),
-                                 what=f"x{s} output", option="--max-output-mp")
-                loaded = read_image(src, max_pixels=_pixels(args.max_input_mp))
-                for warning in loaded.warnings:
-                    _note(f"warning: {warning}")
-                fmt = FORMAT_UINT16 if loaded.bit_depth == 16 else FORMAT_UINT8
-                if fmt is FORMAT_UINT16 and dst.suffix.lower() not in (".png", ".tif", ".tiff"):
-                    raise ImageWriteError(dst, "cannot store the 16-bit result (use a .png output)")
                 array = upscaler.upscale_planes(loaded.rgb, loaded.alpha, grayscale=loaded.grayscale, fmt=fmt,
-                                                desc=src.name)
+                                                desc=str(name) if isinstance(name, str) else src.name)
+                height, width = loaded.rgb.shape[-2:]
+                final = (int(height * factor), int(width * factor))
+                if final != (height * s, width * s):
+                    array = _resize_to(array, *final)
                 write_array(dst, array)
+                if to_stdout:
+                    sys.stdout.buffer.write(dst.read_bytes())
+                    sys.stdout.buffer.flush()
                 written.add(target)
                 done += 1
             except (ImageReadError, ImageWriteError) as exc:
                 _error(str(exc).splitlines()[0])
                 failed += 1
             except NonFiniteOutputError as exc:
-                _error(f"{src}: {exc}")
+                _error(f"{name}: {exc}")
                 failed += 1
             except (RuntimeError, MemoryError) as exc:  # e.g. the allocator running out on a huge tile
                 text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-                _error(f"{src}: failed while upscaling ({text}); try a smaller --tile")
+                _error(f"{name}: failed while upscaling ({text}); try a smaller --tile")
                 failed += 1
             bar.update()
-    where = folder if folder is not None else outs[0]
-    _note(f"upscaled {done} of {len(found.files)} images x{upscaler.scale} with {upscaler.name} -> {where}"
-          + (f"; {failed} failed" if failed else ""))
+    how = f"x{_factor_text(factor)} with {upscaler.name}" + (
+        f" (x{upscaler.scale}, then bicubic)" if factor != upscaler.scale else "")
+    if done == 0:
+        _note(f"no image upscaled: {failed} of {len(found.files)} failed")
+    else:
+        where = "stdout" if to_stdout else folder if folder is not None else outs[0]
+        _note(f"upscaled {done} of {len(found.files)} images {how} -> {where}"
+              + (f"; {failed} failed" if failed else ""))
     return 1 if failed else 0

@@ -293,10 +293,14 @@ def output_size(
 
 
 def imresize(
-    image: torch.Tensor, scale: float | Sequence[float] | None = None, *,
+    image, scale: float | Sequence[float] | None = None, *,
     size: Sequence[int] | None = None, antialias: bool = True, round_uint8: bool = False,
-) -> torch.Tensor:
+):
     """MATLAB `imresize(image, scale_or_size, 'bicubic')` on (..., H, W) float tensors.
+
+    Also takes what users hold, and returns the same kind: a numpy array (H, W) or (H, W, C), and
+    a PIL image. Integer arrays (uint8, uint16) and images are resized in float64 and rounded and
+    clamped back to their type, as MATLAB does for integer inputs; float arrays keep their dtype.
 
     `round_uint8` clamps to [0, 255] and rounds half away from zero, as MATLAB does when its
     input is uint8; the values stay in the input's float dtype.
@@ -311,6 +315,8 @@ def imresize(
     exactly, at x1/4 and for the x4 bicubic baseline up from those LR images
     (benchmarks/bench_imresize.py counts the float32 changes on every run).
     """
+    if not isinstance(image, torch.Tensor):
+        return _imresize_other(image, scale, size, antialias)
     if not torch.is_floating_point(image):
         raise TypeError(f"imresize expects a float tensor, got {image.dtype}")
     if image.dim() < 2:
@@ -332,3 +338,44 @@ def imresize(
     if round_uint8:
         out = torch.floor(out.clamp(0, 255) + 0.5)
     return out
+
+
+def _imresize_numpy(array, scale, size, antialias: bool):
+    import numpy as np
+
+    if array.ndim not in (2, 3):
+        raise ValueError(f"imresize expects a numpy image (H, W) or (H, W, C), got shape {array.shape}")
+    planes = torch.from_numpy(np.array(np.moveaxis(array, -1, 0) if array.ndim == 3 else array))  # own copy
+    if array.dtype.kind in "ui":
+        info = np.iinfo(array.dtype)
+        out = imresize(planes.to(torch.float64), scale, size=size, antialias=antialias)
+        out = torch.floor(out.clamp(info.min, info.max) + 0.5).numpy().astype(array.dtype)
+    elif array.dtype.kind == "f":
+        out = imresize(planes, scale, size=size, antialias=antialias).numpy()
+    else:
+        raise TypeError(f"imresize expects an integer or float numpy array, got {array.dtype}")
+    return np.ascontiguousarray(np.moveaxis(out, 0, -1)) if array.ndim == 3 else out
+
+
+def _imresize_other(image, scale, size, antialias: bool):
+    """numpy arrays and PIL images, through the tensor implementation."""
+    import numpy as np
+
+    if isinstance(image, np.ndarray):
+        return _imresize_numpy(image, scale, size, antialias)
+    try:
+        from PIL import Image
+    except ImportError:  # pragma: no cover - pillow is a dependency
+        Image = None
+    if Image is not None and isinstance(image, Image.Image):
+        mode = image.mode
+        if mode in ("P", "PA", "1", "CMYK", "YCbCr", "LAB", "HSV", "RGBX", "La", "RGBa"):
+            image = image.convert("RGBA" if "A" in mode or "a" in mode or "transparency" in image.info
+                                  else "L" if mode == "1" else "RGB")
+        array = np.asarray(image)
+        if image.mode == "I":  # 32-bit integer pixels: resize as float64 and round back
+            out = _imresize_numpy(array.astype(np.float64), scale, size, antialias)
+            return Image.fromarray(np.floor(out + 0.5).astype(np.int32), mode="I")
+        out = _imresize_numpy(array, scale, size, antialias)
+        return Image.fromarray(out)  # the array's dtype and channels give the mode back (I;16, F, L, RGB, ...)
+    raise TypeError(f"imresize expects a torch tensor, numpy array or PIL image, got {type(image).__name__}")

@@ -43,4 +43,24 @@ def default_weights(stem: str = DEFAULT_STEM) -> DefaultWeights:
     return DefaultWeights(path=path, model=found.name, scale=found.scale, config=dict(found.config))
 
 
-__all__ = ["DEFAULT_STEM", "DefaultWeights", "DefaultWeightsMissing", "WEIGHTS_DIR", "default_weights"]
+def shipped_weights() -> list[DefaultWeights]:
+    """Every primal model shipped in the package (dual files excluded), in file-name order."""
+    from safetensors import safe_open
+
+    from dualsr.checkpoint import describe_metadata, read_metadata
+    from dualsr.models.dual import is_dual_state
+
+    found = []
+    for path in sorted(WEIGHTS_DIR.glob("*.safetensors")):
+        with safe_open(str(path), framework="pt") as f:  # keys only: schema-1 dual files carry no role
+            if is_dual_state(dict.fromkeys(f.keys())):
+                continue
+        described = describe_metadata(read_metadata(path))
+        if described is not None:
+            found.append(DefaultWeights(path=path, model=described.name, scale=described.scale,
+                                        config=dict(described.config)))
+    return found
+
+
+__all__ = ["DEFAULT_STEM", "DefaultWeights", "DefaultWeightsMissing", "WEIGHTS_DIR", "default_weights",
+           "shipped_weights"]
