@@ -254,7 +254,7 @@ class OnnxBackend:
         options = ort.SessionOptions()
         options.intra_op_num_threads = max(1, int(threads if threads is not None else torch.get_num_threads()))
         options.inter_op_num_threads = 1
-        options.log_severity_level = 3
+        options.log_severity_level = 4  # failures are raised as one-line errors; no log lines on stderr
         try:
             self.session = ort.InferenceSession(str(self.path), options, providers=providers)
         except Exception as exc:  # onnxruntime raises its own exception types
@@ -273,7 +273,12 @@ class OnnxBackend:
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         array = np.ascontiguousarray(x.detach().to("cpu", torch.float32).numpy())
-        return torch.from_numpy(self.session.run(None, {self.input_name: array})[0])
+        try:
+            out = self.session.run(None, {self.input_name: array})[0]
+        except Exception as exc:  # onnxruntime's own types (e.g. out of memory): a RuntimeError for callers
+            text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise RuntimeError(f"onnxruntime: {text[:300]}") from None
+        return torch.from_numpy(out)
 
 
 def spec_from_metadata(metadata: dict, path) -> ModelSpec:
