@@ -23,6 +23,7 @@ _PUBLIC = {
     "load_weights": "dualsr.checkpoint",
     "imresize": "dualsr.data.resize",
     "Upscaler": "dualsr.inference",
+    "export_onnx": "dualsr.onnx",
 }
 
 __all__ = sorted(_PUBLIC) + ["__version__"]

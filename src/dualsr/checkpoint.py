@@ -82,6 +82,9 @@ def read_metadata(path: str | os.PathLike) -> dict[str, str]:
 def _read_file(path: Path) -> Any:
     if not path.is_file():
         raise WeightsError(f"{path}: no such file")
+    if path.suffix.lower() == ".onnx":
+        raise WeightsError(f"{path}: an ONNX file runs only in `dualsr upscale` and dualsr.Upscaler; "
+                           "this needs the torch weights it was exported from")
     if _is_safetensors(path):
         from safetensors.torch import load_file
 

@@ -51,3 +51,15 @@ def largest_activation_per_pixel(model: nn.Module, lr: torch.Tensor) -> float:
         for h in hooks:
             h.remove()
     return largest / (lr.shape[-2] * lr.shape[-1])
+
+
+def activation_per_lr_pixel(model: nn.Module, device: torch.device | str = "cpu",
+                            dtype: torch.dtype = torch.float32) -> float:
+    """`largest_activation_per_pixel` on the probe the upscaler plans with: mid-grey, 16 LR px padded
+    to the model's size rules, in the model's value range."""
+    from dualsr.models.spec import spec_of
+
+    spec = spec_of(model)
+    side = spec.padded_size(16)
+    probe = torch.full((1, 3, side, side), 128.0 * spec.value_range / 255.0, device=device, dtype=dtype)
+    return largest_activation_per_pixel(model, probe)

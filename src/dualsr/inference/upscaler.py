@@ -16,6 +16,12 @@ Grayscale images run as three equal channels and the result is folded back with 
 reason on a grey input). 16-bit images run on v/257 (the same 0-255 scale, fractions kept) and
 are written back x257. Alpha is resized with the MATLAB bicubic (`dualsr.data.resize.imresize`),
 tile by tile as well.
+
+The model itself is a small backend that runs one padded window: `TorchBackend` (an nn.Module)
+or `dualsr.onnx.OnnxBackend` (an exported .onnx file through onnxruntime, chosen by the file's
+suffix; its metadata carries the spec's fields). Everything else, padding, tiles, colour, alpha,
+formats, is shared. An ONNX graph cannot take whole-image statistics, so a "global_pool" model
+(DRN) from an ONNX file tiles approximately (a warning says so when it is tiled).
 """
 from __future__ import annotations
 
@@ -68,6 +74,52 @@ def _parse_dtype(dtype: torch.dtype | str) -> torch.dtype:
         raise ValueError(f"dtype must be float32, float16 or bfloat16, got {dtype!r}") from None
 
 
+class TorchBackend:
+    """A torch module run on one window: (1, 3, h, w) float 0-255 (padded) -> SR (1, 3, sh, sw) 0-255.
+
+    Holds what the upscaler asks a backend: `model`, `spec`, `scale`, `name`, `pool_layers` (the
+    global pooling layers whose whole-image means tiling can supply) and the activation size.
+    """
+
+    whole_image_means = True  # its GlobalMeanPool layers take the hooks of `tiling.WholeImageMeans`
+
+    def __init__(self, model: nn.Module, scale: int, name: str, device: torch.device, dtype: torch.dtype):
+        self.device, self.dtype = device, dtype
+        # channels_last: oneDNN's convolutions run 1.4x (DRN-S) to 1.75x (drn-t) faster on this CPU
+        self.model = model.to(device=device, dtype=dtype, memory_format=torch.channels_last).eval()
+        self.spec = spec_of(self.model)
+        self.scale, self.name = scale, name
+        self.pool_layers = pooling_layers(self.model) if self.spec.tiling == "global_pool" else []
+        activation_per_px = memory.activation_per_lr_pixel(self.model, device, dtype)
+        self.activation_bytes_per_lr_pixel = activation_per_px * torch.finfo(dtype).bits / 8
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.to(device=self.device, dtype=self.dtype).contiguous(memory_format=torch.channels_last)
+        return sr_image(self.model, x)
+
+
+def _onnx_backend(model, weights, scale, config, device: torch.device, dtype: torch.dtype):
+    """The backend for an exported .onnx file; the other arguments may only confirm what it holds."""
+    from dualsr.onnx import OnnxBackend
+
+    if isinstance(model, nn.Module):
+        raise ValueError(f"{weights}: an ONNX file is the whole model; give it without a module")
+    if dtype != torch.float32:
+        raise ValueError(f"{weights}: ONNX files compute in float32 (the graph is float32); "
+                         "--half/--bf16 apply to torch weights only")
+    if config:
+        raise ValueError(f"{weights}: model options ({', '.join(config)}) do not apply to an ONNX file")
+    backend = OnnxBackend(weights, device)
+    if model is not None:
+        from dualsr.models import get_spec
+
+        if get_spec(model).name != backend.name:
+            raise ValueError(f"{weights}: the file holds {backend.name} x{backend.scale}, not {model}")
+    if scale is not None and int(scale) != backend.scale:
+        raise ValueError(f"{weights}: wrong scale: the file holds {backend.name} x{backend.scale}, not x{scale}")
+    return backend
+
+
 def _resolve_model(model, weights, scale, config) -> tuple[nn.Module, int, str]:
     """(module, scale, name) for the Upscaler's arguments, through `dualsr.checkpoint.load`."""
     from dualsr.checkpoint import load, load_weights
@@ -100,7 +152,9 @@ class Upscaler:
     """Super-resolve images with a model, tiled so that memory is bounded by the tile.
 
     model: None (the shipped default model), a registry name (with `weights`), or an nn.Module.
-    weights: a weights file (safetensors, official .pt/.pth, BasicSR) loaded strictly.
+    weights: a weights file (safetensors, official .pt/.pth, BasicSR) loaded strictly, or a .onnx
+        file written by `dualsr.onnx.export_onnx`, run by onnxruntime (float32 only; `model` and
+        `scale` may only confirm what it holds; onnxruntime uses torch's thread count).
     scale: the model's scale; guessed from the weights when omitted (the scale whose
         architecture the file fits), else 4.
     tile: None (whole image at once), an LR tile size in pixels, or "auto" (from free memory).
@@ -108,7 +162,7 @@ class Upscaler:
         makes tiles exact (up to float rounding) for local models and, with `global_stats`, DRN.
     global_stats: compute channel-attention means over the whole image when tiling (exact, one
         extra partial pass per attention layer); False uses per-tile means (faster, approximate).
-    dtype: float32, float16 or bfloat16 for the model's arithmetic.
+    dtype: float32, float16 or bfloat16 for the model's arithmetic (float32 for ONNX files).
     progress: show a tqdm bar over tiles on stderr.
     """
 
@@ -127,10 +181,17 @@ class Upscaler:
     ):
         self.device = torch.device(device)
         self.dtype = _parse_dtype(dtype)
-        self.model, self.scale, self.name = _resolve_model(model, weights, scale, dict(model_kwargs or {}))
-        # channels_last: oneDNN's convolutions run 1.4x (DRN-S) to 1.75x (drn-t) faster on this CPU
-        self.model = self.model.to(device=self.device, dtype=self.dtype, memory_format=torch.channels_last).eval()
-        self.spec = spec = spec_of(self.model)
+        config = dict(model_kwargs or {})
+        from dualsr.onnx import is_onnx_path
+
+        if is_onnx_path(weights):
+            self.backend = _onnx_backend(model, weights, scale, config, self.device, self.dtype)
+        else:
+            module, found_scale, name = _resolve_model(model, weights, scale, config)
+            self.backend = TorchBackend(module, found_scale, name, self.device, self.dtype)
+        self.model = self.backend.model  # the torch module (None for an ONNX file)
+        self.spec = spec = self.backend.spec
+        self.scale, self.name = self.backend.scale, self.backend.name
         if self.dtype != torch.float32 and not spec.half_safe:
             warnings.warn(f"{spec.name} is not marked safe in {self.dtype}; expect degraded output", stacklevel=2)
         radius = spec.receptive_radius(self.model) if spec.receptive_radius is not None else _UNKNOWN_RADIUS
@@ -138,23 +199,23 @@ class Upscaler:
         self.tile_pad = self.receptive_radius if tile_pad is None else int(tile_pad)
         if self.tile_pad < 0:
             raise ValueError(f"tile_pad must be >= 0, got {tile_pad}")
-        side = spec.padded_size(16)
-        probe = torch.full((1, 3, side, side), 128.0 * spec.value_range / 255.0, device=self.device, dtype=self.dtype)
-        activation_per_px = memory.largest_activation_per_pixel(self.model, probe)
-        self.bytes_per_lr_pixel = activation_per_px * _PEAK_ACTIVATION_FACTOR * torch.finfo(self.dtype).bits / 8
+        self.bytes_per_lr_pixel = self.backend.activation_bytes_per_lr_pixel * _PEAK_ACTIVATION_FACTOR
         if not (tile is None or tile == "auto" or (isinstance(tile, int) and tile > 0)):
             raise ValueError(f"tile must be None, 'auto' or a positive int, got {tile!r}")
         self.tile = tile
         self.global_stats = global_stats
         self.progress = progress
         # layers that pool over the whole image; each needs one statistics pass when tiling exactly
-        self.pool_layers = pooling_layers(self.model) if spec.tiling == "global_pool" else []
+        # (none for an ONNX graph, which cannot take whole-image means)
+        self.pool_layers = self.backend.pool_layers
         self._warned_approximate = False
 
     @property
     def exact_tiling(self) -> bool:
         """Whether tiled output equals untiled output up to float rounding (with the current settings)."""
         if self.spec.tiling == "approximate":
+            return False
+        if self.spec.tiling == "global_pool" and not self.backend.whole_image_means:  # ONNX: per-tile means
             return False
         if self.pool_layers and not self.global_stats:
             return False
@@ -175,12 +236,12 @@ class Upscaler:
     def _forward(self, window: torch.Tensor) -> torch.Tensor:
         """(3, h, w) float 0-255 -> (3, h*s, w*s) float32 on CPU."""
         h, w = window.shape[-2:]
-        x = window[None].to(device=self.device, dtype=self.dtype).contiguous(memory_format=torch.channels_last)
+        x = window[None]
         # pad bottom/right by replication to the model's size multiple and minimum size; cropped below
         pad_h, pad_w = self.spec.padded_size(h) - h, self.spec.padded_size(w) - w
         if pad_h or pad_w:
-            x = F.pad(x, (0, pad_w, 0, pad_h), mode="replicate").contiguous(memory_format=torch.channels_last)
-        out = sr_image(self.model, x)
+            x = F.pad(x, (0, pad_w, 0, pad_h), mode="replicate")
+        out = self.backend(x)
         if not bool(torch.isfinite(out).all()):
             hint = " (try float32)" if self.dtype != torch.float32 else ""
             raise NonFiniteOutputError(f"the model produced non-finite values (NaN/inf){hint}; nothing was written")
@@ -218,8 +279,11 @@ class Upscaler:
         tiles = make_tiles(height, width, tile, self.tile_pad)
         if len(tiles) > 1 and not self.exact_tiling and not self._warned_approximate:
             self._warned_approximate = True
-            warnings.warn(f"{self.name}: tiled output only approximates the untiled one "
-                          f"({'per-tile attention means' if self.pool_layers else 'non-local layers'}, "
+            if self.spec.tiling == "global_pool" and not self.backend.whole_image_means:
+                why = "per-tile attention means: an ONNX graph cannot take whole-image means"
+            else:
+                why = "per-tile attention means" if self.pool_layers else "non-local layers"
+            warnings.warn(f"{self.name}: tiled output only approximates the untiled one ({why}, "
                           f"tile_pad {self.tile_pad})", stacklevel=2)
         use_stats = len(tiles) > 1 and self.global_stats and bool(self.pool_layers)
         n_passes = (len(self.pool_layers) if use_stats else 0) + 1

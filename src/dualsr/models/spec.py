@@ -15,6 +15,7 @@ compression, profile, upscaler, loader, CLI) asks the spec and never names a mod
   "approximate";
 - `prunable_layers(model)`: the widths DRC may shrink (`PrunableLayer`), `distill_feature(model)`:
   the module whose input is the feature used for distillation;
+- `onnx_export`: whether the model traces into an ONNX graph with dynamic sizes (`dualsr.onnx`);
 - `detect(state_dict)`: name, scale and constructor config from keys and shapes alone, or None;
   `verify_state(model, state_dict)`: why a state dict's derived buffers (e.g. attention index
   tables) disagree with the ones the model rebuilds ('' when they agree).
@@ -143,6 +144,9 @@ class ModelSpec:
     # other parameter counts papers quote: {"without ...": count}
     parameter_views: Callable[[nn.Module], dict[str, int]] | None = None
     default_scale: int | None = None
+    # whether `dualsr.onnx.export_onnx` may trace the model into an ONNX graph whose height, width
+    # and batch stay dynamic (False: its forward branches on sizes in Python; say why next to it)
+    onnx_export: bool = True
 
     def __post_init__(self):
         if self.outputs not in OUTPUT_KINDS:

@@ -300,6 +300,8 @@ def _symmetric_pad(x: torch.Tensor, pad_h: int, pad_w: int) -> torch.Tensor:
 
 def _pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
     # the official check_image_size reflects; reflection needs pad < size, so tiny inputs mirror instead
+    if torch.jit.is_tracing():  # ONNX export: the sizes are graph values, no Python branch may read them
+        return _pad_to_multiple_by_index(x, multiple)
     h, w = x.shape[-2:]
     pad_h, pad_w = (-h) % multiple, (-w) % multiple
     if not (pad_h or pad_w):
@@ -307,6 +309,23 @@ def _pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
     if pad_h < h and pad_w < w:
         return F.pad(x, (0, pad_w, 0, pad_h), mode="reflect")
     return _symmetric_pad(x, pad_h, pad_w)
+
+
+def _pad_to_multiple_by_index(x: torch.Tensor, multiple: int) -> torch.Tensor:
+    """`_pad_to_multiple` as gathers whose indices are computed from the sizes: the same values
+    (reflection when both pads are below the sides, else the mirrored copies of `_symmetric_pad`),
+    but traceable with dynamic height and width (sizes are tensors while tracing)."""
+    h, w = x.shape[-2], x.shape[-1]
+    pad_h, pad_w = (multiple - h % multiple) % multiple, (multiple - w % multiple) % multiple
+    reflect = torch.as_tensor(pad_h < h) & torch.as_tensor(pad_w < w)
+
+    def index(n, pad):
+        i = torch.arange(n + pad, device=x.device)
+        reflected = torch.where(i < n, i, 2 * (n - 1) - i)
+        j = i % (2 * n)  # the mirrored copies repeat with period 2n: x, flip(x), x, ...
+        return torch.where(reflect, reflected, torch.where(j < n, j, 2 * n - 1 - j))
+
+    return x.index_select(-2, index(h, pad_h)).index_select(-1, index(w, pad_w))
 
 
 def pad_like_official_test(x: torch.Tensor, window: int = 8) -> torch.Tensor:
@@ -449,6 +468,8 @@ def receptive_radius(model: SwinIR) -> float:
 
 
 def _spec(name: str, builder, scales: tuple[int, ...], upsampler: str, title: str, description: str) -> ModelSpec:
+    # ONNX: exportable with dynamic sizes; the shift masks are computed from the traced sizes, and
+    # the padding to the window goes through `_pad_to_multiple_by_index` while tracing.
     # Tiling: window attention is local, but the windows follow the tile's grid and the padding to a
     # multiple of the window follows the tile's size, so tiles are approximate until shown otherwise.
     return ModelSpec(
