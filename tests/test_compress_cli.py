@@ -74,3 +74,80 @@ def test_wrong_width_file_is_a_one_line_error(setup, capsys):
     bad.write_text("4\n4\n")
     assert main(_common(weights, hr, root / "bad") + ["--method", "l1", "--widths", str(bad)]) == 2
     assert "prunable layers" in capsys.readouterr().err
+
+
+def _compress(args, timeout=120):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, "-m", "dualsr", "compress", *args], env=env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def _loud(weights, hr, out):
+    """_common without --quiet: stage messages and progress would show."""
+    return [a for a in _common(weights, hr, out) if a != "--quiet"][1:] + ["--threads", "1"]
+
+
+@pytest.mark.parametrize("case", ["missing", "count", "malformed", "range", "no-data", "empty-data"])
+def test_bad_arguments_fail_in_one_line_before_any_fitting(setup, tmp_path, capsys, case):
+    _root, hr, weights = setup
+    widths = tmp_path / "widths.txt"
+    n = len(prunable_layers(create_model("drn-t", 4)))
+    widths.write_text({"count": "4\n4\n", "malformed": "4\nfour\n", "range": "4\n" * (n - 1) + "100000\n"}.get(case, ""))
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "notes.txt").write_text("no images here")
+    out = tmp_path / "out"
+    args = _loud(weights, hr, out)  # --method drc (the default) without --duals: duals would be fitted first
+    if case in ("missing", "count", "malformed", "range"):
+        args += ["--widths", str(widths if case != "missing" else tmp_path / "nope.txt")]
+    else:
+        data = str(tmp_path / ("nope" if case == "no-data" else "empty"))
+        args[args.index("--data") + 1] = data
+    if case in ("missing", "empty-data"):  # the real command (two cases only: each start costs seconds)
+        result = _compress(args)
+        status, stdout, stderr = result.returncode, result.stdout, result.stderr
+    else:
+        status = main(["compress", *args])
+        stdout, stderr = capsys.readouterr()
+    assert status == 2, stderr
+    assert stderr.count("\n") == 1 and stderr.startswith("dualsr compress: error: ")
+    expected = {"missing": "no such file", "count": "prunable layers", "malformed": "not an integer width",
+                "range": "out of range", "no-data": "not found", "empty-data": "no images"}[case]
+    assert expected in stderr
+    assert stdout == ""  # and no stage message on stderr: nothing was fitted or decoded
+    assert not (out / "duals.safetensors").exists() and not (out / "summary.json").exists()
+
+
+def test_drc_log_has_per_stage_eta_lines_and_no_library_warnings(setup, tmp_path):
+    _root, hr, weights = setup
+    out = tmp_path / "drc"
+    result = _compress(_loud(weights, hr, out) + ["--search-steps", "3", "--dual-warmup-steps", "3",
+                                                 "--finetune-steps", "3", "--channels-per-step", "8",
+                                                 "--progress-every", "0"])
+    assert result.returncode == 0, result.stderr[-2000:]
+    err = result.stderr
+    assert "\r" not in err and "warning" not in err.lower() and "Triggered" not in err
+    lines = err.splitlines()
+    for stage in ("duals", "search", "finetune"):  # a line per step (the first starts the clock), one closing
+        assert [line.split(" ")[1] for line in lines if line.startswith(f"{stage}: ")] == ["2/3", "3/3"], err
+        assert f"{stage}: 2/3 (67%) " in err and f"{stage}: 3/3 (100%) in " in err
+    assert sum(line.startswith("prune: ") and " (100%) in " in line for line in lines) == 1
+    assert all(", eta " in line for line in lines if line.startswith(("duals: ", "search: ", "prune: "))
+               and " (100%) in " not in line)
+    assert all(line.startswith(("dualsr compress: ", "duals: ", "search: ", "prune: ", "finetune: "))
+               for line in lines), err
+    assert result.stdout.count("\n") == 1 and "compressed.safetensors" in result.stdout
+
+
+def test_only_dualsr_warnings_become_one_line_notes(capsys):
+    import dualsr.cli.compress as compress
+    import torch
+
+    compress._warning_note(UserWarning("Converting a tensor (Triggered internally at x.cpp)"), UserWarning,
+                           str(compress._PACKAGE / "compress" / "common.py"), 1)
+    compress._warning_note(UserWarning("a torch warning\nsecond line"), UserWarning, torch.__file__, 1)
+    compress._warning_note(UserWarning("widths look odd\ndetails"), UserWarning, compress.__file__, 1)
+    assert capsys.readouterr().err == "dualsr compress: warning: widths look odd\n"

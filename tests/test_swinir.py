@@ -176,7 +176,7 @@ def test_a_small_swinir_trains_with_the_dual_term_and_loads_back(tmp_path):
     loaded = load(tmp_path / "exp" / "run" / "models" / "net_g_latest.safetensors")
     assert (loaded.name, loaded.scale, loaded.config["embed_dim"]) == ("swinir-light", 4, 12)
     log = (tmp_path / "exp" / "run" / "train.log").read_text()
-    assert "(1 duals)" in log and re.search(r"iter 2 lr 5\.000e-04 dual \d", log)  # 1e-3 halved at milestone 1
+    assert "(1 duals)" in log and re.search(r"iter 2/2 \(100%\) lr 5\.000e-04 dual \d", log)  # 1e-3 halved at milestone 1
 
 
 def test_benchmark_evaluation_pads_as_the_official_test_script(tmp_path):

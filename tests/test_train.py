@@ -287,3 +287,49 @@ def test_overrides_after_options_are_still_overrides(capsys):
     assert "seed: 5" in printed and "total_iter: 7" in printed
     with pytest.raises(SystemExit):
         main(["train", "-c", str(REPO / "configs" / "drn_t_x4.yaml"), "--print-config", "--bogus"])
+
+
+def _eta_seconds(text: str) -> float:
+    """Seconds of a `format_duration` text such as '45s', '2m30s', '20m', '1h05m'."""
+    import re
+
+    units = {"d": 86400, "h": 3600, "m": 60, "s": 1}
+    return sum(int(n) * units[u] for n, u in re.findall(r"(\d+)([dhms])", text))
+
+
+def test_log_without_a_terminal_has_one_line_per_interval_and_one_closing_line(tmp_path):
+    data = make_images(tmp_path / "data")
+    # the bar is on (the default) but stderr is a pipe here: no tqdm frame may reach it
+    args = [a for a in tiny_overrides(data, tmp_path / "exp", total=8) if not a.startswith("logger.progress_bar")]
+    result = run_cli(args)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "\r" not in result.stderr and "it/s]" not in result.stderr
+    lines = result.stderr.splitlines()
+    progress = [line for line in lines if line.startswith("iter ")]
+    assert [line.split(" lr ")[0] for line in progress] == [
+        "iter 2/8 (25%)", "iter 4/8 (50%)", "iter 6/8 (75%)", "iter 8/8 (100%)"]  # logger.print_freq=2
+    assert all("it/s, elapsed " in line and ", eta " in line for line in progress)
+    closing = [line for line in lines if line.startswith(("done", "stopped", "finished"))]
+    assert closing == [lines[-1]] and lines[-1].startswith("done at iteration 8 of 8 ")
+    assert "outputs in" in lines[-1] and result.stdout == ""
+    log = (tmp_path / "exp" / "run" / "train.log").read_text()
+    assert log.count(" INFO iter ") == 4 and log.count("done at iteration 8") == 1
+
+
+def test_time_budget_caps_the_eta_and_ends_with_one_closing_line(tmp_path):
+    data = make_images(tmp_path / "data")
+    args = tiny_overrides(data, tmp_path / "exp", total=100_000) + [
+        "train.max_minutes=0.02", "logger.print_freq=5", "val.val_freq=1000000", "logger.save_checkpoint_freq=0"]
+    result = run_cli(args)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "\r" not in result.stderr
+    lines = result.stderr.splitlines()
+    closing = [line for line in lines if line.startswith(("done", "stopped", "finished", "time budget"))]
+    assert closing == [lines[-1]]
+    assert lines[-1].startswith("stopped by the time budget (train.max_minutes=0.02) at iteration ")
+    stopped_at = int(lines[-1].split(" at iteration ")[1].split()[0])
+    progress = [line for line in lines if line.startswith("iter ")]
+    assert len(progress) == stopped_at // 5 > 0
+    # 100,000 iterations would take hours; the 1.2 s budget ends the run first
+    etas = [_eta_seconds(line.rsplit(", eta ", 1)[1]) for line in progress]
+    assert max(etas) <= 2, progress

@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import os
 import time
 from pathlib import Path
 
@@ -27,6 +28,7 @@ from dualsr.cli import CommandError
 from dualsr.fileio import write_text_atomic
 
 METHODS = ("drc", "l1", "random", "uniform")
+_PACKAGE = Path(__file__).resolve().parents[1]  # src/dualsr: warnings issued from here are dualsr's
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -60,7 +62,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--gt-size", type=int, default=96, help="HR patch side (default 96)")
     parser.add_argument("--seed", type=int, default=0, help="seed of data order and random choices")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("--progress-every", type=float, default=30.0, metavar="SECONDS",
+                        help="without a terminal: a progress line (with the stage's ETA) at most this often "
+                             "(default 30; 0: every step); on a terminal a bar is drawn instead")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars or stage messages")
 
 
 def _load_primal(args):
@@ -71,19 +76,89 @@ def _load_primal(args):
 
 def _read_widths(path: str, model) -> list[int]:
     from dualsr.checkpoint import read_widths_file
-    from dualsr.compress.layers import current_widths
+    from dualsr.compress.layers import current_widths, head_count, prunable_layers
 
+    if not Path(path).is_file():
+        raise CommandError(f"{path}: no such width file")
     try:
         widths = read_widths_file(path)
     except ValueError as exc:
-        raise CommandError(str(exc)) from None
+        raise CommandError(str(exc).splitlines()[0]) from None
     full = current_widths(model)
     if len(widths) != len(full):
         raise CommandError(f"{path}: {len(widths)} widths, but the model has {len(full)} prunable layers")
     bad = [i + 1 for i, (w, c) in enumerate(zip(widths, full)) if not 1 <= w <= c]
     if bad:
         raise CommandError(f"{path}: widths out of range [1, full width] on lines {bad[:5]}")
+    layers = prunable_layers(model)
+    uneven = [i + 1 for i, (w, layer) in enumerate(zip(widths, layers)) if w % head_count(layer)]
+    if uneven:
+        raise CommandError(f"{path}: widths not a multiple of the layer's head count on lines {uneven[:5]}")
     return widths
+
+
+def _check_arguments(args: argparse.Namespace) -> list[Path]:
+    """Everything that can be checked without the model: numbers, combinations, files and folders;
+    returns the image files of --data."""
+    if not 0 <= args.rate < 1:
+        raise CommandError(f"--rate must be in [0, 1), got {args.rate}")
+    if args.search_only and args.method != "drc":
+        raise CommandError("--search-only is the DRC width search; use it with --method drc")
+    if args.budget_from and args.method != "uniform":
+        raise CommandError("--budget-from sets the budget of --method uniform; use it with that method")
+    if args.budget_from and args.widths:
+        raise CommandError("--budget-from and --widths both set the widths; give one")
+    for option, value, low in (("--search-steps", args.search_steps, 1), ("--finetune-steps", args.finetune_steps, 0),
+                               ("--dual-warmup-steps", args.dual_warmup_steps, 0), ("--batch-size", args.batch_size, 1),
+                               ("--gt-size", args.gt_size, 1), ("--sub-steps", args.sub_steps, 0),
+                               ("--channels-per-step", args.channels_per_step, 1), ("--threads", args.threads, 0)):
+        if value < low:
+            raise CommandError(f"{option} must be >= {low}, got {value}")
+    for option, value in (("--dual-weight", args.dual_weight), ("--search-dual-weight", args.search_dual_weight)):
+        if value is not None and not value >= 0:
+            raise CommandError(f"{option} must be >= 0, got {value}")
+    if not args.finetune_lr > 0:
+        raise CommandError(f"--finetune-lr must be > 0, got {args.finetune_lr}")
+    if not args.progress_every >= 0:
+        raise CommandError(f"--progress-every must be >= 0 seconds, got {args.progress_every}")
+    if not Path(args.weights).is_file():
+        raise CommandError(f"{args.weights}: no such weights file")
+    for option, value in (("--duals", args.duals), ("--widths", args.widths), ("--budget-from", args.budget_from)):
+        if value and not Path(value).is_file():
+            raise CommandError(f"{option} {value}: no such file")
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise CommandError(f"--out {out}: exists and is not a folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / f".dualsr-write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise CommandError(f"--out {out}: cannot write there ({exc.strerror or exc})") from None
+    return _find_data(args.data)
+
+
+def _find_data(roots: list[str]) -> list[Path]:
+    """The image files of the data folders (an error when a folder is missing or none holds images)."""
+    from dualsr.data.datasets import find_images
+
+    try:
+        return find_images(roots)
+    except FileNotFoundError as exc:
+        raise CommandError(f"--data: {exc}") from None
+
+
+def _check_data(files: list[Path], roots: list[str], scale: int, gt_size: int) -> None:
+    """Some image is at least as large as a patch (read from the headers, nothing decoded)."""
+    from dualsr.data.imageio import declared_size
+
+    sizes = [size for size in map(declared_size, files) if size is not None]
+    if not sizes:
+        raise CommandError(f"--data: none of the {len(files)} image files under {', '.join(roots)} can be read")
+    if not any(min(w - w % scale, h - h % scale) >= gt_size for w, h in sizes):
+        raise CommandError(f"--data: no image under {', '.join(roots)} is at least {gt_size}x{gt_size} "
+                           f"(--gt-size {gt_size}); the largest is {max(sizes, key=min)[0]}x{max(sizes, key=min)[1]}")
 
 
 def _validation_psnr(model, data) -> float | None:
@@ -102,47 +177,115 @@ def _validation_psnr(model, data) -> float | None:
     return sum(values) / len(values)
 
 
+def _warning_note(message, category, filename, lineno, file=None, line=None) -> None:
+    """dualsr's own warnings as one-line notes; third-party ones (torch, torch-pruning) silenced."""
+    text = str(message).strip()
+    if os.environ.get("DUALSR_SHOW_WARNINGS"):
+        from dualsr.progress import write
+
+        write(f"dualsr compress: warning: {category.__name__} from {filename}:{lineno}: {text}")
+        return
+    ours = Path(filename).resolve().is_relative_to(_PACKAGE) and "Triggered internally" not in text
+    if ours and text:
+        _note(f"warning: {text.splitlines()[0]}")
+
+
+def _note(message: str) -> None:
+    from dualsr.progress import write
+
+    write(f"dualsr compress: {message}")
+
+
 def run(args: argparse.Namespace) -> int:
+    """Check every argument, then run the stages; library warnings do not reach the user."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("default")
+        warnings.showwarning = _warning_note
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
+    # every argument is checked before anything expensive (decoding data, fitting duals, searching)
+    files = _check_arguments(args)
+
     import torch
 
+    from dualsr.checkpoint import WeightsError, load, load_weights, save_weights, write_widths_file
     from dualsr.compress import baselines, common
-    from dualsr.compress.finetune import FinetuneConfig, finetune
+    from dualsr.compress.finetune import FinetuneConfig, distill_point, finetune
+    from dualsr.compress.layers import current_widths, prunable_layers, rebuild
     from dualsr.compress.prune import PruneConfig, dr_prune
-    from dualsr.compress.search import SearchConfig, search_widths
-    from dualsr.checkpoint import load, save_weights, write_widths_file
-    from dualsr.compress.layers import current_widths, rebuild
+    from dualsr.compress.search import SearchConfig, layer_candidates, search_widths
     from dualsr.models import create_dual
     from dualsr.profile import count_macs, count_parameters
 
-    if not 0 <= args.rate < 1:
-        raise CommandError(f"--rate must be in [0, 1), got {args.rate}")
-    if args.search_only and args.method != "drc":
-        raise CommandError("--search-only is the DRC width search; use it with --method drc")
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    progress = None if args.quiet else common.tqdm_progress()
     summary_path = out / "summary.json"
-    summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
-    summary.update({"method": args.method, "rate": args.rate, "dual_weight": args.dual_weight,
-                    "search_dual_weight": args.search_dual_weight,
-                    "weights": str(args.weights), "seed": args.seed})
-    times = summary.setdefault("seconds", {})
-
-    def log(message: str) -> None:
-        if not args.quiet:
-            print(f"dualsr compress: {message}", flush=True)
-
-    def save_summary() -> None:
-        write_text_atomic(summary_path, json.dumps(summary, indent=2) + "\n")
+    try:
+        summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
+    except (OSError, ValueError) as exc:
+        raise CommandError(f"{summary_path}: unreadable ({exc}); delete it or use another --out") from None
 
     loaded = _load_primal(args)
     model, name, scale = loaded.model.eval(), loaded.name, loaded.scale
     problem = loaded.spec.patch_problem(args.gt_size, scale)
     if problem:
         raise CommandError(f"--gt-size {args.gt_size}: {problem}")
+    if args.distill:
+        try:
+            distill_point(model)
+        except TypeError as exc:
+            raise CommandError(f"--distill: {exc}") from None
+    _check_data(files, args.data, scale, args.gt_size)
+
+    # widths given or from an earlier run, checked against the model (and each other) up front
+    widths_path = out / "widths.txt"
+    given = _read_widths(args.widths, model) if args.widths else None
+    earlier = _read_widths(str(widths_path), model) if widths_path.exists() else None
+    if given is not None and earlier is not None and given != earlier:
+        raise CommandError(f"--widths {args.widths} differs from {widths_path} of an earlier run in this --out "
+                           "(its later stages follow those); use another --out")
+    budget_widths = _read_widths(args.budget_from, model) if args.budget_from else None
+    search_lambda = args.dual_weight if args.search_dual_weight is None else args.search_dual_weight
+    try:
+        search_state = common.load_state(out / "search_state.pt") if given is None and earlier is None else None
+    except Exception as exc:  # a torn or foreign file
+        raise CommandError(f"{out / 'search_state.pt'}: unreadable ({type(exc).__name__}); delete it to search "
+                           "again") from None
+    if args.method == "drc" and search_state is not None:
+        candidates = [layer_candidates(layer, args.rate) for layer in prunable_layers(model)]
+        if search_state.get("candidates") != candidates:
+            raise CommandError(f"{out / 'search_state.pt'}: made for another model or --rate; delete it to search "
+                               "again or use another --out")
+
+    # the duals: given, or from an earlier run (fitted below otherwise)
+    duals = create_dual(model)
+    duals_path = out / "duals.safetensors"
+    need_duals = args.dual_weight != 0 or search_lambda != 0
+    duals_source = args.duals or (duals_path if duals_path.exists() else None)
+    if need_duals and duals_source is not None:
+        try:
+            load_weights(duals, str(duals_source), strict=True)
+        except WeightsError as exc:
+            raise CommandError(str(exc).splitlines()[0]) from None
+
+    summary.update({"method": args.method, "rate": args.rate, "dual_weight": args.dual_weight,
+                    "search_dual_weight": args.search_dual_weight,
+                    "weights": str(args.weights), "seed": args.seed})
+    times = summary.setdefault("seconds", {})
+    progress = None if args.quiet else common.stage_progress(interval=args.progress_every)
+
+    def log(message: str) -> None:
+        if not args.quiet:
+            _note(message)
+
+    def save_summary() -> None:
+        write_text_atomic(summary_path, json.dumps(summary, indent=2) + "\n")
 
     def save_compressed(pruned, path, stage: str) -> None:
         save_weights(pruned, path, metadata={"compress": {"stage": stage, "method": args.method,
@@ -156,31 +299,18 @@ def run(args: argparse.Namespace) -> int:
         raise CommandError(str(exc)) from None
 
     # --- duals
-    duals = create_dual(model)
-    duals_path = out / "duals.safetensors"
-    search_lambda = args.dual_weight if args.search_dual_weight is None else args.search_dual_weight
-    if args.dual_weight != 0 or search_lambda != 0:
-        from dualsr.checkpoint import WeightsError, load_weights
-
-        source = args.duals or (duals_path if duals_path.exists() else None)
-        if source is not None:
-            try:
-                load_weights(duals, str(source), strict=True)
-            except WeightsError as exc:
-                raise CommandError(str(exc)) from None
-        else:
-            started = time.time()
-            log(f"fitting the dual models ({args.dual_warmup_steps} steps; give --duals to skip)")
-            common.warm_up_duals(model, duals, data, args.dual_warmup_steps, args.batch_size, progress=progress)
-            save_weights(duals, duals_path, duals_of=model)
-            times["duals"] = time.time() - started
+    if need_duals and duals_source is None:
+        started = time.time()
+        log(f"fitting the dual models ({args.dual_warmup_steps} steps; give --duals to skip)")
+        common.warm_up_duals(model, duals, data, args.dual_warmup_steps, args.batch_size, progress=progress)
+        save_weights(duals, duals_path, duals_of=model)
+        times["duals"] = time.time() - started
 
     # --- widths
-    widths_path = out / "widths.txt"
-    if args.widths:
-        widths = _read_widths(args.widths, model)
-    elif widths_path.exists():
-        widths = _read_widths(str(widths_path), model)
+    if given is not None:
+        widths = given
+    elif earlier is not None:
+        widths = earlier
         log(f"widths from {widths_path} (stage done)")
     elif args.method == "drc":
         started = time.time()
@@ -191,8 +321,7 @@ def run(args: argparse.Namespace) -> int:
                                        state_path=str(out / "search_state.pt"), progress=progress)
         summary["search_probabilities"] = search.probabilities()
         times["search"] = times.get("search", 0.0) + time.time() - started
-    elif args.method == "uniform" and args.budget_from:
-        budget_widths = _read_widths(args.budget_from, model)
+    elif budget_widths is not None:
         with torch.device("meta"):
             budget = count_parameters(rebuild(model, budget_widths))
         widths = baselines.uniform_widths(model, target_params=budget)
@@ -217,8 +346,11 @@ def run(args: argparse.Namespace) -> int:
             config = PruneConfig(batch_size=args.batch_size, sub_steps=args.sub_steps, dual_weight=search_lambda,
                                  channels_per_step=args.channels_per_step)
             log("dual-regression channel pruning")
-            pruned, _keep = dr_prune(model, duals, widths, data, config, state_path=str(out / "prune_state.pt"),
-                                     progress=progress)
+            try:
+                pruned, _keep = dr_prune(model, duals, widths, data, config, state_path=str(out / "prune_state.pt"),
+                                         progress=progress)
+            except ValueError as exc:  # e.g. a prune_state.pt of other widths
+                raise CommandError(str(exc).splitlines()[0]) from None
         else:
             pruned = baselines.prune_with(model, widths, "random" if args.method == "random" else "l1", args.seed)
         save_compressed(pruned, pruned_path, "pruned")

@@ -47,10 +47,7 @@ def run(args: argparse.Namespace) -> int:
             return 0
         from dualsr.train.trainer import train
 
-        summary = train(config, resume=args.resume)
+        train(config, resume=args.resume)  # its log ends with the one closing line (iteration, PSNR, outputs)
     except (ConfigError, FileNotFoundError) as exc:
         raise CommandError(str(exc)) from None
-    if summary["rank"] == 0:
-        print(f"finished at iteration {summary['iteration']}; best validation PSNR "
-              f"{summary['best_psnr']:.3f} dB (iteration {summary['best_iter']}); outputs in {summary['root']}")
     return 0

@@ -103,26 +103,36 @@ def warm_up_duals(model: nn.Module, duals: nn.ModuleList, data: CompressData, st
         loss.backward()
         optimizer.step()
         if progress:
-            progress("duals", step + 1, steps, {"loss": float(loss)})
+            progress("duals", step + 1, steps, {"loss": float(loss.detach())})
 
 
-def tqdm_progress(stream=None) -> Progress:
-    """A progress callback that draws one tqdm bar per stage on stderr."""
-    from tqdm import tqdm
+def stage_progress(stream=None, interval: float | None = 30.0) -> Progress:
+    """A progress callback reporting each stage with its own ETA (see `dualsr.progress.Progress`).
 
-    bars: dict[str, tqdm] = {}
+    On a terminal: one tqdm bar per stage. Elsewhere (a log file, a pipe): a plain line
+    `search: 120/200 (60%) 2.1 it/s, eta 38s, alpha_loss=...` at most every `interval` seconds
+    (0: after every step) and one closing line per stage; never a `\r` frame.
+    """
+    from dualsr.progress import Progress as Reporter
+
+    reporters: dict[str, Reporter] = {}
 
     def report(stage: str, step: int, total: int, info: dict) -> None:
-        bar = bars.get(stage)
-        if bar is None:
-            bar = bars[stage] = tqdm(total=total, desc=stage, file=stream or sys.stderr, leave=True, initial=step - 1)
-        bar.update(step - bar.n)
+        reporter = reporters.get(stage)
+        if reporter is None:
+            # created at the first finished step (maybe of a resumed stage): the rate counts from there
+            reporter = reporters[stage] = Reporter(total=total, desc=stage, unit="layer" if stage == "prune" else "it",
+                                                   initial=step, stream=stream, interval=interval, leave=True)
         if info:
-            bar.set_postfix({k: (f"{v:.4g}" if isinstance(v, float) else v) for k, v in info.items()}, refresh=False)
+            reporter.set_postfix(**info)
+        reporter.update(step - reporter.n)
         if step >= total:
-            bar.close()
+            reporter.close()
 
     return report
+
+
+tqdm_progress = stage_progress  # the former name
 
 
 def save_state(state: dict, path: str | os.PathLike) -> None:

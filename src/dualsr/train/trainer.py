@@ -32,6 +32,8 @@ from dualsr.data.datasets import (
     PatchSampler, build_image_cache, build_pyramid_cache, find_images, split_holdout, validation_pairs,
 )
 from dualsr.models.spec import sr_image
+from dualsr.progress import Progress, format_duration, format_rate, is_terminal
+from dualsr.progress import write as write_line
 from dualsr.train import distributed as D
 from dualsr.train.schedule import make_schedule
 from dualsr.train.state import capture_rng, latest_state, list_states, load_state, restore_rng, save_state
@@ -377,18 +379,17 @@ class Trainer:
         anneal_by_time = bool(budget_s) and c["train"]["time_annealing"]
         print_freq, val_freq = int(lg["print_freq"]), int(c["val"]["val_freq"])
         save_freq = int(lg["save_checkpoint_freq"])
-        bar = None
-        if self.is_main and lg["progress_bar"]:
-            from tqdm import tqdm
-
-            bar = tqdm(total=self.total_iter, initial=self.start_iter, dynamic_ncols=True, desc=c["name"],
-                       file=sys.stderr)
         self.model.train()
         running: dict[str, float] = {}
-        count, t_start = 0, time.monotonic()
+        count = 0
         self._fit_start = time.monotonic()
+        # a bar on a terminal only; the ETA (also in each logged iteration line) is capped by max_minutes
+        progress = Progress(total=self.total_iter, desc=c["name"], initial=self.start_iter, stream=sys.stderr,
+                            disable=not (self.is_main and lg["progress_bar"]), interval=None,
+                            leave=is_terminal(sys.stderr),
+                            time_limit_s=budget_s - self.elapsed_before if budget_s else None)
         done = last_saved = self.start_iter
-        stopped_early = False
+        stopped_early, stopped_by = False, None
         try:
             for iteration in range(self.start_iter + 1, self.total_iter + 1):
                 min_progress = 0.0
@@ -396,8 +397,7 @@ class Trainer:
                     # the same number on every rank: the lr must not differ between processes
                     elapsed = D.max_over_ranks(self.ctx, self.elapsed_s())
                     if elapsed >= budget_s:
-                        stopped_early = True
-                        log.info("time budget of %s minutes reached after iteration %d", max_minutes, done)
+                        stopped_early, stopped_by = True, f"the time budget (train.max_minutes={max_minutes})"
                         break
                     min_progress = elapsed / budget_s if anneal_by_time else 0.0
                 losses, lr = self.train_step(iteration, min_progress)
@@ -405,22 +405,21 @@ class Trainer:
                 for k, v in losses.items():
                     running[k] = running.get(k, 0.0) + float(v)
                 count += 1
-                if bar is not None:
-                    bar.update(1)
-                    extra = {"left": f"{max(0.0, budget_s - self.elapsed_s()) / 60:.0f}min"} if budget_s else {}
-                    bar.set_postfix(loss=f"{float(losses['total']):.3f}", lr=f"{lr:.2e}", **extra, refresh=False)
+                progress.update(1)
+                if progress.drawing:
+                    progress.set_postfix(loss=f"{float(losses['total']):.3f}", lr=f"{lr:.2e}")
                 if iteration % print_freq == 0 or iteration == self.total_iter:
                     keys = sorted(running)
                     means = D.mean_over_ranks(self.ctx, torch.tensor([running[k] / count for k in keys]))
                     msg = " ".join(f"{k} {v:.4f}" for k, v in zip(keys, means.tolist()))
-                    rate = count / max(1e-9, time.monotonic() - t_start)
-                    log.info("iter %d lr %.3e %s (%.2f it/s, %.1f min)", iteration, lr, msg, rate,
-                             self.elapsed_s() / 60)
+                    log.info("iter %s lr %.3e %s (%s, elapsed %s, eta %s)", progress.count_text(), lr, msg,
+                             format_rate(progress.rate()), format_duration(self.elapsed_s()),
+                             format_duration(progress.eta()))
                     if tb is not None:
                         for k, v in zip(keys, means.tolist()):
                             tb.add_scalar(f"loss/{k}", v, iteration)
                         tb.add_scalar("lr", lr, iteration)
-                    running, count, t_start = {}, 0, time.monotonic()
+                    running, count = {}, 0
                 if val_freq and (iteration % val_freq == 0 or iteration == self.total_iter):
                     self._validate_and_keep_best(iteration, tb)
                 if save_freq and iteration % save_freq == 0 and iteration != self.total_iter:
@@ -430,10 +429,9 @@ class Trainer:
                     on_iteration(iteration)
         except KeyboardInterrupt:
             log.info("interrupted after iteration %d; saving a checkpoint", done)
-            stopped_early = True
+            stopped_early, stopped_by = True, "an interrupt"
         finally:
-            if bar is not None:
-                bar.close()
+            progress.close()
         iteration = done
         # a run cut short is validated where it stopped (unless it just was), then saved there
         validated_now = stopped_early and val_freq and iteration > self.start_iter and iteration % val_freq != 0
@@ -445,9 +443,14 @@ class Trainer:
             tb.close()
         D.barrier(self.ctx)
         summary = {"iteration": iteration, "best_psnr": self.best["psnr"], "best_iter": self.best["iter"],
-                   "stopped_early": stopped_early, "root": str(self.root), "rank": self.ctx.rank}
-        log.info("done at iteration %d; best validation PSNR %.3f dB at iteration %d",
-                 iteration, self.best["psnr"], self.best["iter"])
+                   "stopped_early": stopped_early, "stopped_by": stopped_by, "root": str(self.root),
+                   "rank": self.ctx.rank}
+        # the one closing line of a run (the command prints nothing after it)
+        best = (f"best validation PSNR {self.best['psnr']:.3f} dB at iteration {self.best['iter']}"
+                if self.best["iter"] else "no validation")
+        log.info("%s at iteration %d of %d after %s; %s; outputs in %s",
+                 f"stopped by {stopped_by}" if stopped_by else "done", iteration, self.total_iter,
+                 format_duration(self.elapsed_s()), best, self.root)
         return summary
 
     def elapsed_s(self) -> float:
@@ -501,13 +504,11 @@ def _diff_options(old: dict, new: dict, prefix: str = "") -> list[str]:
 
 
 class _TqdmHandler(logging.Handler):
-    """Log lines printed above the progress bar instead of through it."""
+    """Log lines on stderr, printed above the progress bar (on a terminal) instead of through it."""
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            from tqdm import tqdm
-
-            tqdm.write(self.format(record), file=sys.stderr)
+            write_line(self.format(record), sys.stderr)
         except Exception:
             self.handleError(record)
 
