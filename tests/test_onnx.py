@@ -122,9 +122,8 @@ class LocalNet(nn.Module):
 
 
 def _local_spec(name: str, exportable: bool = True) -> ModelSpec:
-    # size_multiple 1: with a larger multiple the untiled image is replicate-padded at its right and
-    # bottom edges but an edge tile may not be, so tiles differ there (for torch and ONNX alike)
-    return ModelSpec(name=name, builder=LocalNet, scales=(2,), value_range=1.0, tiling="local",
+    # size_multiple 4 on images that are not a multiple: tiles must see the untiled image's edge padding
+    return ModelSpec(name=name, builder=LocalNet, scales=(2,), value_range=1.0, tiling="local", size_multiple=4,
                      receptive_radius=lambda m: 2.5, onnx_export=exportable)
 
 
@@ -147,7 +146,10 @@ def test_a_local_model_tiles_exactly_under_onnx_through_the_shared_tiling(local_
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # exact: no approximation warning
         out = tiled.upscale_planes(image, fmt=FORMAT_FLOAT255)
+        torch_untiled = Upscaler(model=local_model).upscale_planes(image, fmt=FORMAT_FLOAT255)
+        torch_tiled = Upscaler(model=local_model, tile=8).upscale_planes(image, fmt=FORMAT_FLOAT255)
     assert np.abs(out - untiled).max() < 1e-3
+    assert np.abs(torch_tiled - torch_untiled).max() < 1e-3
     assert np.abs(untiled - Upscaler(local_model).upscale_planes(image, fmt=FORMAT_FLOAT255)).max() < 1e-3
 
 

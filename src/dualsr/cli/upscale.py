@@ -106,15 +106,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _error(message: str) -> None:
-    from tqdm import tqdm
+    from dualsr.progress import write
 
-    tqdm.write(f"dualsr upscale: error: {message}", file=sys.stderr)
+    write(f"dualsr upscale: error: {message}", sys.stderr)
 
 
 def _note(message: str) -> None:
-    from tqdm import tqdm
+    from dualsr.progress import write
 
-    tqdm.write(f"dualsr upscale: {message}", file=sys.stderr)
+    write(f"dualsr upscale: {message}", sys.stderr)
 
 
 def _build_upscaler(args: argparse.Namespace):
@@ -127,6 +127,8 @@ def _build_upscaler(args: argparse.Namespace):
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise CommandError(f"--device {args.device}: CUDA is not available on this machine (use --device cpu)")
     on_cpu = not args.device.startswith("cuda")
+    if (args.half or args.bf16) and args.weights and Path(args.weights).suffix.lower() == ".onnx":
+        raise CommandError(f"{args.weights}: ONNX files compute in float32; --half/--bf16 apply to torch weights only")
     if args.half and on_cpu:
         raise CommandError("--half: float16 needs --device cuda (on a CPU it is slow and loses precision); "
                            "use --bf16 or float32")
@@ -254,8 +256,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace, scratch: Path) -> int:
-    from tqdm import tqdm
-
     from dualsr.data.imageio import (
         ImageReadError,
         ImageWriteError,
@@ -299,9 +299,11 @@ def _run(args: argparse.Namespace, scratch: Path) -> int:
     sources = {f.resolve() for f in found.files}
     written: set[Path] = set()
     done = 0
-    # disable=None: bars only on a terminal, so logs and captured stderr keep one line per message
-    bar = tqdm(total=len(found.files), desc="images", unit="img",
-               disable=True if args.quiet or len(found.files) == 1 else None, file=sys.stderr, dynamic_ncols=True)
+    from dualsr.progress import Progress
+
+    # a bar on a terminal; in a log, a plain line every 30 s (the summary line closes the run)
+    bar = Progress(total=len(found.files), desc="images", unit="img", leave=False, interval=30.0,
+                   disable=args.quiet or len(found.files) == 1, stream=sys.stderr)
     with bar:
         for src, dst in zip(found.files, outs):
             name = "stdin" if STDIO in args.inputs else src

@@ -45,17 +45,32 @@ class Tile:
         return self.y0 - self.wy0, self.y1 - self.wy0, self.x0 - self.wx0, self.x1 - self.wx0
 
 
-def make_tiles(height: int, width: int, tile: int | None, pad: int) -> list[Tile]:
-    """Cores covering the image (row by row) and their windows with `pad` pixels of context."""
+def _aligned(w0: int, w1: int, length: int, multiple: int) -> tuple[int, int]:
+    """[w0, w1) grown to a multiple of `multiple` inside [0, length) (itself a multiple): past w1
+    where there is room, else before w0, so that a window at the image edge keeps that edge."""
+    size = -(-(w1 - w0) // multiple) * multiple
+    end = min(length, w0 + size)
+    return end - size, end
+
+
+def make_tiles(height: int, width: int, tile: int | None, pad: int, multiple: int = 1) -> list[Tile]:
+    """Cores covering the image (row by row) and their windows with `pad` pixels of context.
+
+    multiple: window sides are made multiples of it (height and width must be multiples already),
+    so a model with a size multiple never needs padding inside the image, only at its edges.
+    """
     if tile is None or (tile >= height and tile >= width):
         return [Tile(0, height, 0, width, 0, height, 0, width)]
+    if height % multiple or width % multiple:
+        raise ValueError(f"a {height}x{width} image is not a multiple of {multiple}: pad it first")
     out = []
     for y0 in range(0, height, tile):
         y1 = min(y0 + tile, height)
+        wy0, wy1 = _aligned(max(0, y0 - pad), min(height, y1 + pad), height, multiple)
         for x0 in range(0, width, tile):
             x1 = min(x0 + tile, width)
-            out.append(Tile(y0, y1, x0, x1, max(0, y0 - pad), min(height, y1 + pad),
-                            max(0, x0 - pad), min(width, x1 + pad)))
+            wx0, wx1 = _aligned(max(0, x0 - pad), min(width, x1 + pad), width, multiple)
+            out.append(Tile(y0, y1, x0, x1, wy0, wy1, wx0, wx1))
     return out
 
 

@@ -163,7 +163,7 @@ class Upscaler:
     global_stats: compute channel-attention means over the whole image when tiling (exact, one
         extra partial pass per attention layer); False uses per-tile means (faster, approximate).
     dtype: float32, float16 or bfloat16 for the model's arithmetic (float32 for ONNX files).
-    progress: show a tqdm bar over tiles on stderr.
+    progress: report tiles on stderr (`dualsr.progress`: a bar on a terminal, periodic lines otherwise).
     """
 
     def __init__(
@@ -249,10 +249,11 @@ class Upscaler:
         return out[0, :, : h * s, : w * s].to(device="cpu", dtype=torch.float32)
 
     def _progress(self, total: int, desc: str):
-        from tqdm import tqdm
+        from dualsr.progress import Progress
 
-        return tqdm(total=total, desc=desc, unit="tile", leave=False,
-                    disable=True if not self.progress or total <= 1 else None, dynamic_ncols=True)
+        # a bar on a terminal; in a log, one plain line every 30 s for an image that takes that long
+        return Progress(total=total, desc=desc, unit="tile", leave=False, interval=30.0,
+                        disable=not self.progress or total <= 1)
 
     def upscale_planes(
         self,
@@ -277,6 +278,13 @@ class Upscaler:
         out = np.empty((height * s, width * s, channels), dtype=fmt.dtype)
         tile = self.tile_for(height, width)
         tiles = make_tiles(height, width, tile, self.tile_pad)
+        padded = self.spec.padded_size(height), self.spec.padded_size(width)
+        if len(tiles) > 1 and padded != (height, width):
+            # untiled, the model sees the image replicate-padded to its size multiple; so must the
+            # tiles at the bottom and right edge, or they would see the convolutions' zeros there
+            rgb = F.pad(rgb[None], (0, padded[1] - width, 0, padded[0] - height), mode="replicate")[0]
+        if len(tiles) > 1:  # windows aligned to the size multiple: no padding inside the image
+            tiles = make_tiles(*padded, tile, self.tile_pad, multiple=self.spec.size_multiple)
         if len(tiles) > 1 and not self.exact_tiling and not self._warned_approximate:
             self._warned_approximate = True
             if self.spec.tiling == "global_pool" and not self.backend.whole_image_means:
@@ -303,10 +311,11 @@ class Upscaler:
                 for t in tiles:
                     sr = self._forward(rgb[:, t.wy0:t.wy1, t.wx0:t.wx1])
                     cy0, cy1, cx0, cx1 = t.core_in_window()
-                    core = sr[:, cy0 * s:cy1 * s, cx0 * s:cx1 * s]
+                    y1, x1 = min(t.y1, height), min(t.x1, width)  # cores in the padding are dropped
+                    core = sr[:, cy0 * s:(cy0 + y1 - t.y0) * s, cx0 * s:(cx0 + x1 - t.x0) * s]
                     if grayscale:
                         core = core.mean(dim=0, keepdim=True)
-                    out[t.y0 * s:t.y1 * s, t.x0 * s:t.x1 * s, :colour_channels] = fmt.convert(core)
+                    out[t.y0 * s:y1 * s, t.x0 * s:x1 * s, :colour_channels] = fmt.convert(core)
                     del sr, core
                     bar.update()
         if alpha is not None:
