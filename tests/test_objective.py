@@ -140,7 +140,7 @@ def test_an_unpaired_sample_enters_only_the_dual_term(name):
     primal, dual = _grads(model, duals, a, 0.1, paired=False)
     assert sum(float(g.abs().sum()) for g in primal if g is not None) > 0
     assert sum(float(g.abs().sum()) for g in dual if g is not None) > 0
-    # and the primal gradient is the dual term's chain rule: nothing of it is a primal L1 on LR
+    # a single-output model: the SR tail itself gets gradient, from the dual term alone
     if name == "rlfn":
         assert all(g is not None and float(g.abs().sum()) > 0 for g in primal[-2:])
 
