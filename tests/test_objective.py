@@ -81,26 +81,68 @@ def test_single_output_model_gets_one_dual_from_sr_to_lr():
     assert torch.allclose(losses["dual"], F.l1_loss(duals[0](sr), pyramid[0]))
 
 
-def test_unlabelled_lr_batch_uses_only_the_closed_loop_term():
+def test_unlabelled_lr_batch_uses_only_the_dual_term_whose_target_exists():
     model, duals = _tiny(4)
     lr = torch.rand(2, 3, 8, 8) * 255
     outputs = model(lr)
     losses = dual_regression_loss(outputs, [lr], duals, 0.1)
     assert float(losses["primal"]) == 0.0
-    expected = F.l1_loss(duals[0](duals[1](outputs[-1])), lr)
+    # DRN: dual 0 maps the 2x output back to the input size; the SR -> LR_2 dual has no target here
+    expected = F.l1_loss(duals[0](outputs[1]), lr)
     assert torch.allclose(losses["dual"], expected)
     assert torch.allclose(losses["total"], 0.1 * expected)
+    chained = dual_regression_loss(outputs, [lr], duals, 0.1, dual_path="chain")
+    assert torch.allclose(chained["dual"], F.l1_loss(duals[0](duals[1](outputs[-1])), lr))
+    assert not torch.allclose(chained["dual"], expected)
 
 
-def test_extra_unpaired_batch_adds_to_the_dual_term():
+def test_mixed_batch_is_the_per_sample_mean_of_each_sample_s_own_terms():
     model, duals = _tiny(4)
-    pyramid = make_pyramid(torch.rand(1, 3, 32, 32) * 255, 4)
+    pyramid = make_pyramid(torch.rand(3, 3, 32, 32) * 255, 4)
     lr_u = torch.rand(1, 3, 8, 8) * 255
     outputs, outputs_u = model(pyramid[0]), model(lr_u)
     paired = dual_regression_loss(outputs, pyramid, duals)
     both = dual_regression_loss(outputs, pyramid, duals, unpaired=(outputs_u, lr_u))
-    assert torch.allclose(both["unpaired"], closed_loop_loss(outputs_u, lr_u, duals))
-    assert torch.allclose(both["dual"], paired["dual"] + both["unpaired"])
+    assert torch.allclose(both["unpaired"], F.l1_loss(duals[0](outputs_u[1]), lr_u))
+    assert torch.allclose(both["dual"], paired["dual"]) and torch.allclose(both["primal"], paired["primal"])
+    assert torch.allclose(both["total"], (3 * paired["total"] + 1 * 0.1 * both["unpaired"]) / 4)
+    chained = dual_regression_loss(outputs, pyramid, duals, unpaired=(outputs_u, lr_u), dual_path="chain")
+    assert torch.allclose(chained["unpaired"], closed_loop_loss(outputs_u, lr_u, duals))
+
+
+def _grads(model, duals, lr_u, dual_weight, paired=True):
+    from dualsr.objective import model_loss
+
+    torch.manual_seed(0)
+    pyramid = make_pyramid(torch.rand(2, 3, 64, 64) * 255, 4)
+    for p in list(model.parameters()) + list(duals.parameters()):
+        p.grad = None
+    if paired:
+        model_loss(model, duals, pyramid, dual_weight, unpaired_lr=lr_u)["total"].backward()
+    else:
+        model_loss(model, duals, [lr_u], dual_weight)["total"].backward()
+    return [None if p.grad is None else p.grad.clone() for p in model.parameters()], \
+        [None if p.grad is None else p.grad.clone() for p in duals.parameters()]
+
+
+@pytest.mark.parametrize("name", ["drn-t", "rlfn"])
+def test_an_unpaired_sample_enters_only_the_dual_term(name):
+    options = {"n_blocks": 1, "n_feats": 4} if name == "drn-t" else {}
+    model = create_model(name, 4, **options)
+    duals = create_dual(model, 4)
+    a, b = torch.rand(1, 3, 16, 16) * 255, torch.rand(1, 3, 16, 16) * 255
+    # lambda = 0: what the unpaired sample holds changes no gradient at all
+    ga, gb = _grads(model, duals, a, 0.0), _grads(model, duals, b, 0.0)
+    assert all((x is None and y is None) or torch.equal(x, y) for x, y in zip(ga[0] + ga[1], gb[0] + gb[1]))
+    # lambda > 0: it does, and on its own its gradient reaches the primal network through the dual
+    ga, gb = _grads(model, duals, a, 0.1), _grads(model, duals, b, 0.1)
+    assert any(x is not None and not torch.equal(x, y) for x, y in zip(ga[0], gb[0]))
+    primal, dual = _grads(model, duals, a, 0.1, paired=False)
+    assert sum(float(g.abs().sum()) for g in primal if g is not None) > 0
+    assert sum(float(g.abs().sum()) for g in dual if g is not None) > 0
+    # a single-output model: the SR tail itself gets gradient, from the dual term alone
+    if name == "rlfn":
+        assert all(g is not None and float(g.abs().sum()) > 0 for g in primal[-2:])
 
 
 def test_mismatched_pyramid_is_an_error_naming_the_sizes():

@@ -193,21 +193,75 @@ def test_mixed_precision_channels_last_and_grad_clip_train_without_nan(tmp_path,
     assert all(torch.isfinite(t).all() and t.dtype == torch.float32 for t in weights.values())
 
 
-def test_unpaired_lr_images_add_the_closed_loop_term(tmp_path):
-    from dualsr.train.trainer import train
+def test_unpaired_lr_images_take_a_share_of_the_batch(tmp_path):
+    from dualsr.train.trainer import Trainer, train
 
     data = make_images(tmp_path / "data")
     unpaired = make_images(tmp_path / "lr_only", count=3, size=(20, 24))
-    config = resolve({}, tiny_overrides(data, tmp_path / "exp", total=2)
-                     + [f"datasets.unpaired.dataroot={unpaired}", "datasets.unpaired.batch_size=2",
-                        "datasets.unpaired.lr_size=12", "logger.print_freq=1"])
-    assert train(config)["iteration"] == 2
+    args = tiny_overrides(data, tmp_path / "exp", total=2) + [
+        f"datasets.unpaired.dataroot={unpaired}", "datasets.train.batch_size=4", "datasets.unpaired.ratio=0.25",
+        "logger.print_freq=1"]
+    assert train(resolve({}, args))["iteration"] == 2
     log = (tmp_path / "exp" / "run" / "train.log").read_text()
-    assert "unpaired: 3 LR images" in log and " unpaired " in log
+    assert "unpaired: 3 LR images, 1 of the 4 patches per iteration (8px LR), dual path tap" in log
+    assert " unpaired " in log
+    t = Trainer(resolve({}, args + ["name=explicit", "datasets.unpaired.batch_size=2"]))
+    try:
+        assert (t.batch_per_rank, t.unpaired_per_rank) == (2, 2)
+    finally:
+        t.close()
     with pytest.raises(ConfigError, match="dual_weight"):
-        train(resolve({}, tiny_overrides(data, tmp_path / "exp", name="nodual", total=2)
-                      + [f"datasets.unpaired.dataroot={unpaired}", "datasets.unpaired.batch_size=2",
-                         "train.dual_weight=0"]))
+        train(resolve({}, args + ["name=nodual", "train.dual_weight=0"]))
+    with pytest.raises(ConfigError, match="at least one of each"):
+        train(resolve({}, args + ["name=all", "datasets.unpaired.batch_size=4"]))
+    with pytest.raises(ConfigError, match="ratio"):
+        resolve({}, args + ["datasets.unpaired.ratio=1"])
+    with pytest.raises(ConfigError, match="dual_path"):
+        resolve({}, args + ["datasets.unpaired.dual_path=loop"])
+
+
+def test_degradation_is_chosen_by_name_in_the_config_and_checked():
+    config = resolve({"datasets": {"train": {"degradation": {"type": "aniso", "sigma_x": 2.5}}}})
+    assert config["datasets"]["train"]["degradation"]["sigma_x"] == 2.5
+    assert config["datasets"]["train"]["degradation"]["size"] == 31
+    assert resolve({})["datasets"]["train"]["degradation"] == {"type": "bicubic"}
+    with pytest.raises(ConfigError, match="datasets.train.degradation.size"):
+        resolve({}, ["datasets.train.degradation.type=iso", "datasets.train.degradation.size=4"])
+    with pytest.raises(ConfigError, match="unknown degradation type"):
+        resolve({}, ["datasets.train.degradation.type=blurry"])
+
+
+@pytest.mark.slow
+def test_resume_is_bitwise_with_degradation_on_and_unpaired_data_mixed_in(tmp_path):
+    from dualsr.cli import main
+
+    config = str(REPO / "configs" / "drn_t_x4.yaml")
+    data = make_images(tmp_path / "data")
+    unpaired = make_images(tmp_path / "lr_only", count=3, size=(20, 24))
+    extra = [f"datasets.unpaired.dataroot={unpaired}", "datasets.train.batch_size=3", "datasets.unpaired.ratio=0.34",
+             "datasets.train.degradation.type=aniso", "datasets.train.degradation.size=7",
+             "datasets.train.degradation.sigma_x=[0.6,2]", "datasets.train.degradation.sigma_y=[0.6,2]"]
+    assert main(["train", "-c", config, *tiny_overrides(data, tmp_path / "exp", name="straight"), *extra]) == 0
+    args = tiny_overrides(data, tmp_path / "exp", name="killed") + extra
+    killed = run_driver(["--exit-at", "6", *args])
+    assert killed.returncode == 3, killed.stderr[-2000:]
+    assert main(["train", "-c", config, *args, "--resume"]) == 0
+    log = (tmp_path / "exp" / "killed" / "train.log").read_text()
+    assert "resumed from" in log and "degradation: type=aniso" in log and "1 of the 3 patches" in log
+    for stem in ("net_g_latest", "net_dual_latest"):
+        a = load_file(tmp_path / "exp" / "straight" / "models" / f"{stem}.safetensors")
+        b = load_file(tmp_path / "exp" / "killed" / "models" / f"{stem}.safetensors")
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), stem
+    sa = load_state(tmp_path / "exp" / "straight" / "training_states" / "8.state")
+    sb = load_state(tmp_path / "exp" / "killed" / "training_states" / "8.state")
+    for key in ("models", "optimizers", "best"):
+        assert _states_equal({key: sa[key]}, {key: sb[key]}), key
+    # and the mixed-in data matters: without it (same seed, same degradation) the weights differ
+    plain = [a for a in extra if not a.startswith("datasets.unpaired")]
+    assert main(["train", "-c", config, *tiny_overrides(data, tmp_path / "exp", name="paired"), *plain]) == 0
+    c = load_file(tmp_path / "exp" / "paired" / "models" / "net_g_latest.safetensors")
+    a = load_file(tmp_path / "exp" / "straight" / "models" / "net_g_latest.safetensors")
+    assert any(not torch.equal(a[k], c[k]) for k in a)
 
 
 def test_resume_flag_before_overrides_does_not_swallow_one(monkeypatch):

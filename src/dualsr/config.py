@@ -44,13 +44,23 @@ DEFAULTS: dict[str, Any] = {
             "use_vflip": True,
             "use_transpose": True,
             "min_size": None,  # skip images smaller than this (default gt_size)
+            # how the LR input is made from the HR patch, on the fly, seeded by (seed, rank, iteration):
+            # {type: bicubic} (default: the cached MATLAB bicubic pyramid) or a blur kernel type
+            # (aniso | iso | bd | delta) with its parameters; see dualsr.data.degrade.parse_degradation
+            "degradation": {"type": "bicubic"},
         },
-        # optional unlabelled LR images (no HR): they train through the closed-loop dual term only,
-        # the paper's adaptation setting (needs dual_weight > 0)
+        # optional unlabelled LR images (no HR): they train through the dual term only, the paper's
+        # adaptation setting (needs dual_weight > 0). A batch of datasets.train.batch_size samples holds
+        # round(ratio * batch_size) unpaired LR patches (or batch_size of them when set) and paired HR
+        # patches for the rest; the loss is the mean over the batch of each sample's own terms.
         "unpaired": {
             "dataroot": None,
-            "batch_size": 0,  # total over all processes
-            "lr_size": 48,  # LR patch side
+            "ratio": 0.3,  # rho: the share of unpaired patches in each batch
+            "batch_size": 0,  # if > 0: this many unpaired patches per batch (total over processes) instead of ratio
+            "lr_size": None,  # LR patch side (default gt_size / scale, the paired LR patch side)
+            # tap: the dual(s) whose output has the input's size (DRN: the dual on the 2x output; a
+            # single-output model: its SR -> LR dual); chain: all duals chained from the final SR output
+            "dual_path": "tap",
         },
         "val": {
             "holdout_every": 30,  # every k-th image of the sorted list is held out for validation
@@ -91,7 +101,7 @@ DEFAULTS: dict[str, Any] = {
 
 # Mappings whose keys are not checked (constructor arguments are the model's business).
 _FREE_FORM = {("network_g",), ("network_dual",), ("train", "optim_g"), ("train", "optim_dual"),
-              ("train", "scheduler")}
+              ("train", "scheduler"), ("datasets", "train", "degradation")}
 
 
 def _merge(base: dict, update: dict, path: tuple[str, ...] = ()) -> dict:
@@ -187,7 +197,8 @@ def resolve(user: dict | None = None, overrides: Iterable[str] = ()) -> dict:
 _RANGES = (
     ("scale", 1, True, False), ("seed", 0, True, False), ("num_threads", 0, True, True),
     ("datasets.train.gt_size", 1, True, False), ("datasets.train.batch_size", 1, True, False),
-    ("datasets.unpaired.batch_size", 0, True, False), ("datasets.unpaired.lr_size", 1, True, False),
+    ("datasets.unpaired.batch_size", 0, True, False), ("datasets.unpaired.lr_size", 1, True, True),
+    ("datasets.unpaired.ratio", 0, True, False),
     ("datasets.val.holdout_every", 2, True, False), ("datasets.val.holdout_offset", 0, True, False),
     ("datasets.val.max_images", 1, True, True), ("datasets.val.center_crop", 1, True, True),
     ("train.total_iter", 1, True, False), ("train.max_minutes", 0, False, True), ("train.dual_weight", 0, True, False),
@@ -239,6 +250,18 @@ def finalize(config: dict) -> dict:
         raise ConfigError(f"train.amp must be null, bf16 or fp16, got {config['train']['amp']!r}")
     if "type" not in config["network_g"]:
         raise ConfigError("network_g.type is required (e.g. drn-s)")
+    unpaired = config["datasets"]["unpaired"]
+    if unpaired["ratio"] >= 1:
+        raise ConfigError(f"datasets.unpaired.ratio={unpaired['ratio']} must be below 1 (paired samples must remain)")
+    if unpaired["dual_path"] not in ("tap", "chain"):
+        raise ConfigError(f"datasets.unpaired.dual_path must be tap or chain, got {unpaired['dual_path']!r}")
+    from dualsr.data.degrade import DegradationError, parse_degradation
+
+    try:
+        config["datasets"]["train"]["degradation"] = dict(parse_degradation(train_ds["degradation"]).options)
+    except DegradationError as exc:
+        raise ConfigError(f"datasets.train.{exc}" if str(exc).startswith("degradation.") else
+                          f"datasets.train.degradation: {exc}") from None
     return config
 
 

@@ -13,6 +13,7 @@ SUBCOMMANDS = {
     "test": ("dualsr.cli.test", "evaluate a model on benchmark sets (PSNR/SSIM on Y)"),
     "train": ("dualsr.cli.train", "train a model with dual regression"),
     "upscale": ("dualsr.cli.upscale", "super-resolve images"),
+    "degrade": ("dualsr.cli.degrade", "make a blind test set (blur kernels, manifest) or --check one"),
     "compress": ("dualsr.cli.compress", "DRC: search widths, prune channels, fine-tune"),
     "profile": ("dualsr.cli.profile", "parameters and MACs of a model"),
     "models": ("dualsr.cli.models", "the registered models: scales, parameters, shipped weights, tiling"),

@@ -3,7 +3,8 @@
 A set is a folder of HR images, either directly inside it or in an `HR/` subfolder. HR images are
 modcropped to a multiple of the scale; the LR input is the MATLAB bicubic downscale rounded to
 uint8 (exactly how the published `LR_bicubic` files were made), unless `LR_bicubic/X{s}/` exists,
-in which case `<name>x{s}.png` is read from there. Unreadable or too small files are recorded in
+in which case `<name>x{s}.png` is read from there. A blind set written by `dualsr degrade` (a
+`manifest.json` beside `HR/`) holds its LR images in `LR/X{s}/`; it is only usable at that scale. Unreadable or too small files are recorded in
 `problems` and skipped, so one bad file never stops an evaluation.
 """
 from __future__ import annotations
@@ -60,6 +61,13 @@ class BenchmarkSet:
         self.name = name or base.resolve().name
         lr_dir = base / "LR_bicubic" / f"X{self.scale}"
         self.lr_dir = lr_dir if lr_dir.is_dir() else None
+        if (base / "manifest.json").is_file() and (base / "LR").is_dir():  # a blind set (dualsr degrade)
+            blind = base / "LR" / f"X{self.scale}"
+            if not blind.is_dir():
+                made = ", ".join(sorted(p.name for p in (base / "LR").iterdir() if p.is_dir())) or "none"
+                raise BenchmarkError(f"{base}: a blind set made for {made}, not X{self.scale} "
+                                     "(its LR images cannot be made by bicubic)")
+            self.lr_dir = blind
         self.problems: list[tuple[Path, str]] = []
         # other files in the folder (notes, listings): reported, but not failures of the evaluation
         self.skipped: list[tuple[Path, str]] = []

@@ -6,6 +6,12 @@ images of T91 + BSD200 take about 60 MB). A batch is a pure function of (seed, r
 no stateful sampler or DataLoader iterator, so a resumed run draws exactly the batches an
 uninterrupted run would have drawn, and each process of a distributed run gets its own stream
 over its own shard of the images.
+
+With a blind degradation (`datasets.train.degradation`), the LR input of each patch is made on the
+fly from its HR patch (one kernel per sample, `dualsr.data.degrade.Degradation.degrade`), from a
+generator seeded by (seed, rank, iteration) too, separate from the crop draws: the crops are the
+same as under bicubic and a resumed run sees the same kernels. The other pyramid levels (the
+targets of DRN's intermediate outputs) stay the clean bicubic images.
 """
 from __future__ import annotations
 
@@ -19,7 +25,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from dualsr.data.degrade import make_pyramid, modcrop
+from dualsr.data.degrade import Degradation, make_pyramid, modcrop
 from dualsr.data.imageio import IMAGE_EXTENSIONS
 
 log = logging.getLogger("dualsr.train")
@@ -102,7 +108,8 @@ class PatchSampler:
     """
 
     def __init__(self, images: list[PyramidImage], scale: int, gt_size: int, seed: int = 0,
-                 hflip: bool = True, vflip: bool = True, transpose: bool = True, stream: int = 0):
+                 hflip: bool = True, vflip: bool = True, transpose: bool = True, stream: int = 0,
+                 degradation: Degradation | None = None):
         if gt_size % scale:
             raise ValueError(f"gt_size {gt_size} is not a multiple of scale {scale}")
         usable = [im for im in images if min(im.levels[-1].shape[-2:]) >= gt_size]
@@ -116,6 +123,9 @@ class PatchSampler:
         self.seed = seed
         self.stream = stream  # a second sampler (e.g. unpaired data) draws independent numbers
         self.flips = (hflip, vflip, transpose)
+        self.degradation = None if degradation is None or degradation.is_bicubic else degradation
+        if self.degradation is not None and gt_size < self.degradation.size:
+            raise ValueError(f"gt_size {gt_size} is smaller than the {self.degradation.size}px blur kernel")
 
     def __len__(self) -> int:
         return len(self.images)
@@ -143,14 +153,23 @@ class PatchSampler:
                 f = level.shape[-1] // (w // s)  # this level's size relative to LR_s
                 patch = level[:, top * f:(top + g // s) * f, left * f:(left + g // s) * f]
                 out[k].append(_augment(patch, *flips))
-        return [torch.stack(level).float() for level in out]
+        levels = [torch.stack(level).float() for level in out]
+        if self.degradation is not None:
+            # its own stream (key + [7]): the crops above are the same with or without degradation
+            levels[0], _ = self.degradation.degrade(levels[-1], s, np.random.default_rng(key + [7]))
+        return levels
 
 
 def validation_pairs(images: list[PyramidImage], center_crop: int | None, scale: int,
-                     max_images: int | None = None) -> list[tuple[str, torch.Tensor, torch.Tensor]]:
-    """(name, LR_s, HR) float (1, 3, h, w) pairs of whole held-out images, optionally centre-cropped."""
+                     max_images: int | None = None, degradation: Degradation | None = None,
+                     seed: int = 0) -> list[tuple[str, torch.Tensor, torch.Tensor]]:
+    """(name, LR_s, HR) float (1, 3, h, w) pairs of whole held-out images, optionally centre-cropped.
+
+    With a blind degradation, LR is the (cropped) HR degraded in float64 with image i's kernel
+    drawn from default_rng([seed, 2**31 - 1, i]): fixed for the whole run and its resumes.
+    """
     pairs = []
-    for image in images[:max_images] if max_images else images:
+    for index, image in enumerate(images[:max_images] if max_images else images):
         lr, hr = image.levels[0], image.levels[-1]
         if center_crop:
             c = max(scale, center_crop - center_crop % scale) // scale
@@ -158,5 +177,10 @@ def validation_pairs(images: list[PyramidImage], center_crop: int | None, scale:
             top, left = max(0, (lh - c) // 2), max(0, (lw - c) // 2)
             lr = lr[:, top:top + c, left:left + c]
             hr = hr[:, top * scale:(top + c) * scale, left * scale:(left + c) * scale]
+        if degradation is not None and not degradation.is_bicubic:
+            if min(hr.shape[-2:]) < degradation.size:
+                continue
+            rng = np.random.default_rng([seed, 2**31 - 1, index])
+            lr = degradation.degrade(hr[None].double(), scale, rng)[0][0]
         pairs.append((image.path.stem, lr[None].float(), hr[None].float()))
     return pairs

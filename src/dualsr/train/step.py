@@ -14,14 +14,16 @@ class PrimalDualStep(nn.Module):
     One module so that DistributedDataParallel averages the gradients of both in one pass.
     """
 
-    def __init__(self, primal: nn.Module, duals: nn.ModuleList | None, dual_weight: float):
+    def __init__(self, primal: nn.Module, duals: nn.ModuleList | None, dual_weight: float, dual_path: str = "tap"):
         super().__init__()
         self.primal = primal
         self.duals = duals
         self.dual_weight = dual_weight
+        self.dual_path = dual_path  # how unpaired LR samples meet their dual term (objective.unpaired_dual_loss)
 
     def forward(self, pyramid: list[torch.Tensor], unpaired_lr: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        return model_loss(self.primal, self.duals, pyramid, self.dual_weight, unpaired_lr=unpaired_lr)
+        return model_loss(self.primal, self.duals, pyramid, self.dual_weight, unpaired_lr=unpaired_lr,
+                          dual_path=self.dual_path)
 
 
 def make_optimizer(params, options: dict) -> torch.optim.Optimizer:

@@ -140,37 +140,53 @@ class Trainer:
         files = find_images(train_opt["dataroot"])
         train_files, val_files = split_holdout(files, int(val_opt["holdout_every"]), int(val_opt["holdout_offset"]))
         t0 = time.time()
+        from dualsr.data.degrade import parse_degradation
+
+        self.degradation = parse_degradation(train_opt["degradation"])
         train_cache = build_pyramid_cache(train_files, self.scale)
         val_cache = build_pyramid_cache(val_files, self.scale)
         try:
             self.sampler = PatchSampler(
                 train_cache, self.scale, int(train_opt["gt_size"]), seed=int(c["seed"]),
-                hflip=train_opt["use_hflip"], vflip=train_opt["use_vflip"], transpose=train_opt["use_transpose"])
+                hflip=train_opt["use_hflip"], vflip=train_opt["use_vflip"], transpose=train_opt["use_transpose"],
+                degradation=self.degradation)
         except ValueError as exc:  # e.g. no image as large as the patch
             roots = train_opt["dataroot"] if isinstance(train_opt["dataroot"], list) else [train_opt["dataroot"]]
             raise ConfigError(f"datasets.train.dataroot ({', '.join(map(str, roots))}): {exc} "
                               f"(datasets.train.gt_size={train_opt['gt_size']})") from None
+        if not self.degradation.is_bicubic:
+            log.info("degradation: %s (LR made on the fly from each HR patch)", self.degradation.describe())
+        batch = int(train_opt["batch_size"])
+        world = self.ctx.world_size
         self.unpaired_sampler, self.unpaired_per_rank = None, 0
         unpaired = c["datasets"]["unpaired"]
-        if unpaired["dataroot"] and unpaired["batch_size"]:
+        n_unpaired = 0
+        if unpaired["dataroot"]:
             if not self.dual_weight:
                 raise ConfigError("datasets.unpaired needs train.dual_weight > 0 (it trains the dual term only)")
-            if unpaired["batch_size"] % self.ctx.world_size:
-                raise ConfigError(f"datasets.unpaired.batch_size={unpaired['batch_size']} is not divisible by "
-                                  f"{self.ctx.world_size} processes")
-            lr_size = int(unpaired["lr_size"])
-            self.unpaired_sampler = PatchSampler(
-                build_image_cache(find_images(unpaired["dataroot"])), 1, lr_size, seed=int(c["seed"]),
-                hflip=train_opt["use_hflip"], vflip=train_opt["use_vflip"], transpose=train_opt["use_transpose"],
-                stream=1)
-            self.unpaired_per_rank = int(unpaired["batch_size"]) // self.ctx.world_size
-            log.info("unpaired: %d LR images, %d patches of %dpx per iteration",
-                     len(self.unpaired_sampler), int(unpaired["batch_size"]), lr_size)
-        self.val_pairs = validation_pairs(val_cache, val_opt["center_crop"], self.scale, val_opt["max_images"])
-        batch = int(train_opt["batch_size"])
-        if batch % self.ctx.world_size:
-            raise ConfigError(f"datasets.train.batch_size={batch} is not divisible by {self.ctx.world_size} processes")
-        self.batch_per_rank = batch // self.ctx.world_size
+            n_unpaired = int(unpaired["batch_size"]) or int(round(float(unpaired["ratio"]) * batch))
+            if n_unpaired < 1 or n_unpaired >= batch:
+                raise ConfigError(f"datasets.unpaired: {n_unpaired} unpaired of datasets.train.batch_size={batch} "
+                                  "samples per batch; at least one of each is needed (set ratio or batch_size)")
+            if n_unpaired % world or (batch - n_unpaired) % world:
+                raise ConfigError(f"datasets.unpaired: {n_unpaired} unpaired + {batch - n_unpaired} paired samples "
+                                  f"per batch are not both divisible by {world} processes")
+            lr_size = int(unpaired["lr_size"] or int(train_opt["gt_size"]) // self.scale)
+            try:
+                self.unpaired_sampler = PatchSampler(
+                    build_image_cache(find_images(unpaired["dataroot"])), 1, lr_size, seed=int(c["seed"]),
+                    hflip=train_opt["use_hflip"], vflip=train_opt["use_vflip"],
+                    transpose=train_opt["use_transpose"], stream=1)
+            except ValueError as exc:
+                raise ConfigError(f"datasets.unpaired.dataroot: {exc} (lr_size {lr_size})") from None
+            self.unpaired_per_rank = n_unpaired // world
+            log.info("unpaired: %d LR images, %d of the %d patches per iteration (%dpx LR), dual path %s",
+                     len(self.unpaired_sampler), n_unpaired, batch, lr_size, unpaired["dual_path"])
+        self.val_pairs = validation_pairs(val_cache, val_opt["center_crop"], self.scale, val_opt["max_images"],
+                                          degradation=self.degradation, seed=int(c["seed"]))
+        if (batch - n_unpaired) % world:
+            raise ConfigError(f"datasets.train.batch_size={batch} is not divisible by {world} processes")
+        self.batch_per_rank = (batch - n_unpaired) // world
         log.info("data: %d training images (%d usable for %dpx patches), %d held out for validation; "
                  "decoded in %.1fs", len(train_files), len(self.sampler), self.sampler.gt_size,
                  len(self.val_pairs), time.time() - t0)
@@ -205,7 +221,8 @@ class Trainer:
 
             load_weights(self.duals, paths["pretrain_network_dual"], strict=paths["strict_load"])
         self.memory_format = torch.channels_last if c["train"]["channels_last"] else torch.contiguous_format
-        self.step_module = PrimalDualStep(self.model, self.duals, self.dual_weight).to(
+        self.step_module = PrimalDualStep(self.model, self.duals, self.dual_weight,
+                                          c["datasets"]["unpaired"]["dual_path"]).to(
             self.device, memory_format=self.memory_format)
         if self.ctx.distributed:
             from torch.nn.parallel import DistributedDataParallel as DDP
@@ -371,8 +388,9 @@ class Trainer:
             self.root.mkdir(parents=True, exist_ok=True)
             (self.root / "config.yaml").write_text(dump_config(c))
             log.info("experiment %s: %d process(es) on %s, batch %d (%d per process), iterations %d -> %d",
-                     self.root, self.ctx.world_size, self.device, self.batch_per_rank * self.ctx.world_size,
-                     self.batch_per_rank, self.start_iter, self.total_iter)
+                     self.root, self.ctx.world_size, self.device,
+                     (self.batch_per_rank + self.unpaired_per_rank) * self.ctx.world_size,
+                     self.batch_per_rank + self.unpaired_per_rank, self.start_iter, self.total_iter)
         tb = self._tensorboard() if (self.is_main and lg["use_tb_logger"]) else None
         max_minutes = c["train"]["max_minutes"]
         budget_s = 60.0 * float(max_minutes) if max_minutes else None
