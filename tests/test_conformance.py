@@ -91,7 +91,7 @@ if "toy-net" not in list_models():
 
 # Small but real configurations: the presets that `detect` must recognise keep their sizes.
 SMALL = {"drn-t": {"n_blocks": 1, "n_feats": 4}, "rlfn": {"n_feats": 8, "n_blocks": 2, "esa_width": 4},
-         "toy-net": {"n_feats": 4},
+         "smfanet": {"dim": 8, "n_blocks": 2}, "toy-net": {"n_feats": 4},
          "swinir-light": {"embed_dim": 12, "depths": [2, 2], "num_heads": [2, 2], "img_size": 16},
          "swinir-classical": {"embed_dim": 12, "depths": [2], "num_heads": [2], "img_size": 16}}
 SHRUNK = {"drn-s": {"n_blocks": 1}, "drn-l": {"n_blocks": 1}}  # where detection is not under test

@@ -20,6 +20,7 @@ _BUILTIN: dict[str, str] = {
     "drn-l": "dualsr.models.drn:DRN_L_SPEC",
     "drn-t": "dualsr.models.drn:DRN_T_SPEC",
     "rlfn": "dualsr.models.rlfn:RLFN_SPEC",
+    "smfanet": "dualsr.models.smfanet:SMFANET_SPEC",
     "swinir-light": "dualsr.models.swinir:SWINIR_LIGHT_SPEC",
     "swinir-classical": "dualsr.models.swinir:SWINIR_CLASSICAL_SPEC",
 }
