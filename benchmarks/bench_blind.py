@@ -145,17 +145,20 @@ def part_blind(args, root: Path) -> None:
     cache = root / "scores.json"
     jobs = []
     for lam in ("0.1", "0"):
+        # lambda > 0: the fresh dual first fits alone for --blind-dual-warmup iterations (primal held),
+        # then both train for --iters: every arm gets the same number of primal updates
+        warm = args.blind_dual_warmup if lam != "0" else 0
         for seed in args.seeds:
             name = f"blind_l{lam.replace('.', '')}_s{seed}"
             jobs.append((lam, seed, name, [f"seed={seed}", f"train.dual_weight={lam}", f"path.pretrain_network_g={RLFN}",
-                                           *budget(args)]))
+                                           f"train.dual_warmup_iter={warm}", *budget(args)], args.iters + warm))
     with ThreadPoolExecutor(args.jobs) as pool:
-        list(pool.map(lambda j: train(runs, j[2], "configs/rlfn_x4_blind.yaml", j[3], args.iters), jobs))
+        list(pool.map(lambda j: train(runs, j[2], "configs/rlfn_x4_blind.yaml", j[3], j[4]), jobs))
     rows = [fmt_row("bicubic interpolation", scores(None, sets, cache), names),
             fmt_row("RLFN x4 (released, bicubic-trained), unchanged", scores(RLFN, sets, cache), names)]
     for lam in ("0.1", "0"):
         per_seed = {}
-        for l, seed, name, _ in jobs:
+        for l, seed, name, *_ in jobs:
             if l == lam:
                 per_seed[seed] = scores(runs / name / "models" / "net_g_best.safetensors", sets, cache)
         mean = {n: statistics.mean(v[n] for v in per_seed.values()) for n in names}
@@ -323,6 +326,8 @@ def main() -> None:
     parser.add_argument("--target", choices=sorted(TARGETS), default="fixed", help="adaptation target kernel")
     parser.add_argument("--adapt-set", default="B100")
     parser.add_argument("--rho", type=float, default=0.3)
+    parser.add_argument("--blind-dual-warmup", type=int, default=300,
+                        help="part 1, lambda > 0: iterations in which only the fresh dual trains (default 300)")
     parser.add_argument("--dual-warmup", type=int, default=1000,
                         help="iterations that train RLFN's dual on paired bicubic data before adaptation (0: none)")
     parser.add_argument("--gap-images", type=int, default=40)
@@ -334,6 +339,7 @@ def main() -> None:
     if args.smoke:
         args.iters, args.batch, args.patch, args.val_freq, args.seeds = 4, 4, 64, 2, [0, 1]
         args.sets, args.adapt_set, args.dual_warmup, args.gap_images = ["Set5"], "Set5", 2, 4
+        args.blind_dual_warmup = min(args.blind_dual_warmup, 2)
         args.experiments = args.experiments.with_name(args.experiments.name + "_smoke")
     if not RLFN.is_file():
         raise SystemExit(f"{RLFN}: the released RLFN x4 weights are needed")

@@ -387,3 +387,28 @@ def test_time_budget_caps_the_eta_and_ends_with_one_closing_line(tmp_path):
     # 100,000 iterations would take hours; the 1.2 s budget ends the run first
     etas = [_eta_seconds(line.rsplit(", eta ", 1)[1]) for line in progress]
     assert max(etas) <= 2, progress
+
+
+def test_dual_warmup_holds_the_primal_then_trains_it(tmp_path):
+    from dualsr.config import load_config
+    from dualsr.train.trainer import Trainer
+
+    data = make_images(tmp_path / "data")
+    config = load_config(REPO / "configs" / "drn_t_x4.yaml",
+                         tiny_overrides(data, tmp_path / "exp", total=6) + ["train.dual_warmup_iter=3"])
+    trainer = Trainer(config)
+    try:
+        primal0 = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+        duals0 = {k: v.clone() for k, v in trainer.duals.state_dict().items()}
+        for iteration in (1, 2, 3):
+            trainer.train_step(iteration)
+        assert all(torch.equal(primal0[k], v) for k, v in trainer.model.state_dict().items())
+        assert not all(torch.equal(duals0[k], v) for k, v in trainer.duals.state_dict().items())
+        trainer.train_step(4)
+        assert not all(torch.equal(primal0[k], v) for k, v in trainer.model.state_dict().items())
+    finally:
+        trainer.close()
+    for bad, message in ((["train.dual_warmup_iter=2", "train.dual_weight=0"], "dual_weight > 0"),
+                         (["train.dual_warmup_iter=8"], "no primal update")):
+        with pytest.raises(ConfigError, match=message):
+            load_config(REPO / "configs" / "drn_t_x4.yaml", tiny_overrides(data, tmp_path / "exp", total=8) + bad)

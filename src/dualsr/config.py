@@ -76,6 +76,10 @@ DEFAULTS: dict[str, Any] = {
         # short by the budget still ends annealed (at the price of bitwise reproducibility)
         "time_annealing": False,
         "dual_weight": 0.1,  # lambda; 0 trains the no-dual baseline
+        # the first N iterations update the duals only (the primal is held): a fresh dual next to a
+        # trained primal (e.g. a released model with no dual) first learns SR -> LR, instead of
+        # sending its random gradients into the primal. They count towards total_iter.
+        "dual_warmup_iter": 0,
         "optim_g": {"type": "Adam", "lr": 1e-4, "betas": [0.9, 0.999], "eps": 1e-8, "weight_decay": 0.0},
         "optim_dual": {},  # overrides of optim_g for every dual model (official: same as primal)
         # CosineAnnealing {eta_min: 1e-7, periods, warmup_iter} | MultiStepLR {milestones, gamma: 0.5, warmup_iter}
@@ -202,6 +206,7 @@ _RANGES = (
     ("datasets.val.holdout_every", 2, True, False), ("datasets.val.holdout_offset", 0, True, False),
     ("datasets.val.max_images", 1, True, True), ("datasets.val.center_crop", 1, True, True),
     ("train.total_iter", 1, True, False), ("train.max_minutes", 0, False, True), ("train.dual_weight", 0, True, False),
+    ("train.dual_warmup_iter", 0, True, False),
     ("train.optim_g.lr", 0, False, False), ("train.optim_g.eps", 0, False, True),
     ("train.optim_g.weight_decay", 0, True, True), ("train.optim_dual.lr", 0, False, True),
     ("train.scheduler.eta_min", 0, True, True), ("train.scheduler.warmup_iter", 0, True, True),
@@ -240,6 +245,12 @@ def _check_ranges(config: dict) -> None:
 def finalize(config: dict) -> dict:
     """Fill derived defaults and check value ranges and cross-field constraints."""
     _check_ranges(config)
+    tc = config["train"]
+    if tc["dual_warmup_iter"] and not tc["dual_weight"]:
+        raise ConfigError("train.dual_warmup_iter needs train.dual_weight > 0 (without duals nothing would train)")
+    if tc["dual_warmup_iter"] >= tc["total_iter"]:
+        raise ConfigError(f"train.dual_warmup_iter={tc['dual_warmup_iter']} leaves no primal update in "
+                          f"train.total_iter={tc['total_iter']}")
     scale = config["scale"]
     train_ds = config["datasets"]["train"]
     if train_ds["gt_size"] % scale:

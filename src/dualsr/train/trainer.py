@@ -369,7 +369,9 @@ class Trainer:
                 for opt in self.optimizers:
                     self.scaler.unscale_(opt)
             torch.nn.utils.clip_grad_norm_(self.step_module.parameters(), float(clip))
-        for opt in self.optimizers:
+        # dual warm-up: the primal (optimizers[0]) is held, its Adam state untouched, until the duals have fitted
+        held = 1 if iteration <= self.config["train"]["dual_warmup_iter"] else 0
+        for opt in self.optimizers[held:]:
             if self.scaler is not None:
                 self.scaler.step(opt)
             else:
