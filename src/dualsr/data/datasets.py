@@ -116,7 +116,9 @@ class PatchSampler:
         if not usable:
             raise ValueError(f"no training image is at least {gt_size}x{gt_size}")
         if len(usable) < len(images):
-            log.info("skipping %d training images smaller than the %dpx patch", len(images) - len(usable), gt_size)
+            skipped = len(images) - len(usable)
+            log.info("skipping %d training image%s smaller than the %dpx patch", skipped, "" if skipped == 1 else "s",
+                     gt_size)
         self.images = usable
         self.scale = scale
         self.gt_size = gt_size
