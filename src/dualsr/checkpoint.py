@@ -30,7 +30,7 @@ from typing import Any, Union
 import torch
 from torch import nn
 
-from dualsr.fileio import write_bytes_atomic, write_text_atomic
+from dualsr.fileio import first_line, write_bytes_atomic, write_text_atomic
 
 Source = Union[str, os.PathLike, Mapping, list]
 
@@ -76,7 +76,7 @@ def read_metadata(path: str | os.PathLike) -> dict[str, str]:
         with safe_open(str(path), framework="pt") as f:
             return dict(f.metadata() or {})
     except Exception as exc:  # safetensors raises its own error types for torn or foreign files
-        raise WeightsError(f"{path}: not a readable safetensors file ({_first_line(exc)})") from None
+        raise WeightsError(f"{path}: not a readable safetensors file ({first_line(exc)})") from None
 
 
 def _read_file(path: Path) -> Any:
@@ -91,7 +91,7 @@ def _read_file(path: Path) -> Any:
         try:
             return load_file(str(path), device="cpu")
         except Exception as exc:  # safetensors raises its own error types
-            raise WeightsError(f"{path}: not a readable safetensors file ({_first_line(exc)})") from None
+            raise WeightsError(f"{path}: not a readable safetensors file ({first_line(exc)})") from None
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
@@ -103,7 +103,7 @@ def _read_file(path: Path) -> Any:
             "only plain tensor state dicts (or safetensors) are accepted"
         ) from None
     except Exception as exc:  # torch raises assorted types for corrupt or foreign files
-        detail = _first_line(exc)
+        detail = first_line(exc)
         detail = type(exc).__name__ if detail == type(exc).__name__ else f"{type(exc).__name__}: {detail}"
         raise WeightsError(f"{path}: not a readable PyTorch checkpoint ({detail})") from None
 
@@ -309,7 +309,7 @@ def load(source: Source, name: str | None = None, scale: int | None = None, widt
     try:
         stored = describe_metadata(metadata)
     except (ValueError, TypeError) as exc:
-        raise WeightsError(f"{label}: unreadable dualsr metadata ({_first_line(exc)})") from None
+        raise WeightsError(f"{label}: unreadable dualsr metadata ({first_line(exc)})") from None
     found = stored or detect(state)
     try:
         spec = get_spec(name if name is not None else found.name) if (name or found) else None
@@ -338,7 +338,7 @@ def load(source: Source, name: str | None = None, scale: int | None = None, widt
         model = spec.build(scale, **architecture)
     except (ValueError, TypeError) as exc:
         raise WeightsMismatchError(f"{label}: cannot build {spec.label(scale, architecture)}: "
-                                   f"{_first_line(exc)}") from None
+                                   f"{first_line(exc)}") from None
     _load_checked(model, state, label, strict)
     return LoadedModel(model, spec, scale, model.config(), label, metadata)
 
@@ -456,7 +456,7 @@ def read_widths_file(path: str | os.PathLike) -> list[int]:
     try:
         text = Path(path).read_text()
     except (OSError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{path}: cannot read the width file ({_first_line(exc)})") from None
+        raise ValueError(f"{path}: cannot read the width file ({first_line(exc)})") from None
     widths = []
     for number, line in enumerate(text.splitlines(), 1):
         line = line.split("#", 1)[0].strip()
@@ -490,6 +490,3 @@ def _listing(keys: list[str]) -> str:
     return shown + (f", ... (+{len(keys) - _MAX_LISTED})" if len(keys) > _MAX_LISTED else "")
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

@@ -92,3 +92,9 @@ def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
 def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
     """Write `text` (UTF-8) to `path` atomically."""
     return write_bytes_atomic(path, text.encode("utf-8"))
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (its type's name when empty), for one-line errors."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

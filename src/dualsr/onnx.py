@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from dualsr.checkpoint import WeightsError, model_metadata
+from dualsr.fileio import first_line
 from dualsr.models.spec import ModelSpec, model_scale, normalize_name, spec_of, sr_image
 
 DEFAULT_OPSET = 17
@@ -188,7 +189,7 @@ def _verify(data: bytes, model: nn.Module, spec: ModelSpec, traced: tuple[int, i
         session = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
         got = session.run(None, {INPUT_NAME: x.numpy()})[0]
     except Exception as exc:  # onnxruntime raises its own exception types
-        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        text = first_line(exc)
         raise ValueError(f"the exported {spec.name} graph does not run at {height}x{width} (a size fixed while "
                          f"tracing?): {text[:300]}") from None
     with torch.no_grad():
@@ -258,7 +259,7 @@ class OnnxBackend:
         try:
             self.session = ort.InferenceSession(str(self.path), options, providers=providers)
         except Exception as exc:  # onnxruntime raises its own exception types
-            text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            text = first_line(exc)
             raise WeightsError(f"{self.path}: not a readable ONNX file ({text[:300]})") from None
         self.metadata = dict(self.session.get_modelmeta().custom_metadata_map)
         self.spec = spec_from_metadata(self.metadata, self.path)
@@ -276,7 +277,7 @@ class OnnxBackend:
         try:
             out = self.session.run(None, {self.input_name: array})[0]
         except Exception as exc:  # onnxruntime's own types (e.g. out of memory): a RuntimeError for callers
-            text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            text = first_line(exc)
             raise RuntimeError(f"onnxruntime: {text[:300]}") from None
         return torch.from_numpy(out)
 

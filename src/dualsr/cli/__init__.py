@@ -8,6 +8,8 @@ import argparse
 import importlib
 import sys
 
+from dualsr.fileio import first_line
+
 # subcommand -> (module, one-line help)
 SUBCOMMANDS = {
     "test": ("dualsr.cli.test", "evaluate a model on benchmark sets (PSNR/SSIM on Y)"),
@@ -40,8 +42,7 @@ def load_model(weights, name: str | None = None, scale: int | None = None, width
     except KeyError as exc:
         raise CommandError(str(exc.args[0] if exc.args else exc)) from None
     except (WeightsError, ValueError) as exc:
-        text = str(exc).strip()
-        raise CommandError(text.splitlines()[0] if text else type(exc).__name__) from None
+        raise CommandError(first_line(exc)) from None
 
 
 def add_model_arguments(parser, weights_required: bool = False, widths: bool = True) -> None:

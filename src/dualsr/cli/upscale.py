@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 from dualsr.cli import CommandError
+from dualsr.fileio import first_line
 
 
 def _tile_arg(text: str) -> int | str | None:
@@ -360,7 +361,7 @@ def _run(args: argparse.Namespace, scratch: Path) -> int:
                 _error(f"{name}: {exc}")
                 failed += 1
             except (RuntimeError, MemoryError) as exc:  # e.g. the allocator running out on a huge tile
-                text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                text = first_line(exc)
                 _error(f"{name}: failed while upscaling ({text}); try a smaller --tile")
                 failed += 1
             bar.update()

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from dualsr.fileio import atomic_write
+from dualsr.fileio import atomic_write, first_line
 
 STATE_SUFFIX = ".state"
 
@@ -63,7 +63,7 @@ def load_state(path: str | os.PathLike) -> dict[str, Any]:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # a truncated or foreign file: one line naming it
-        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        detail = first_line(exc)
         raise ValueError(f"{path}: not a readable training state ({detail.split('. ')[0]})") from None
 
 
