@@ -123,12 +123,14 @@ def _build_upscaler(args: argparse.Namespace):
 
     from dualsr.checkpoint import WeightsError
     from dualsr.inference import Upscaler
+    from dualsr.inference.upscaler import WeightsRequiredError
+    from dualsr.onnx import is_onnx_path
     from dualsr.weights import DefaultWeightsMissing
 
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise CommandError(f"--device {args.device}: CUDA is not available on this machine (use --device cpu)")
     on_cpu = not args.device.startswith("cuda")
-    if (args.half or args.bf16) and args.weights and Path(args.weights).suffix.lower() == ".onnx":
+    if (args.half or args.bf16) and is_onnx_path(args.weights):
         raise CommandError(f"{args.weights}: ONNX files compute in float32; --half/--bf16 apply to torch weights only")
     if args.half and on_cpu:
         raise CommandError("--half: float16 needs --device cuda (on a CPU it is slow and loses precision); "
@@ -138,17 +140,6 @@ def _build_upscaler(args: argparse.Namespace):
               "grey levels off")
     if args.weights and not Path(args.weights).is_file():
         raise CommandError(f"{args.weights}: no such weights file")
-    if args.model and not args.weights:
-        from dualsr.models import get_spec
-        from dualsr.weights import default_weights
-
-        try:
-            named, shipped = get_spec(args.model).name, default_weights().model
-        except (KeyError, DefaultWeightsMissing) as exc:
-            raise CommandError(str(exc.args[0] if isinstance(exc, KeyError) else exc)) from None
-        if named != shipped:
-            raise CommandError(f"--model {named} needs --weights FILE (only {shipped} ships with dualsr; a random "
-                               "model would produce noise)")
     dtype = torch.float16 if args.half else torch.bfloat16 if args.bf16 else torch.float32
     try:
         return Upscaler(model=args.model, weights=args.weights, scale=args.scale, device=args.device,
@@ -156,6 +147,9 @@ def _build_upscaler(args: argparse.Namespace):
                         global_stats=not args.tile_local_stats, progress=not args.quiet)
     except DefaultWeightsMissing as exc:
         raise CommandError(str(exc)) from None
+    except WeightsRequiredError as exc:  # the library's message names the keyword; say the flags
+        raise CommandError(f"--model {exc.model} needs --weights FILE (only {exc.shipped} ships with dualsr; a "
+                           "random model would produce noise)") from None
     except WeightsError as exc:  # messages already name the file and the mismatch
         raise CommandError(str(exc).splitlines()[0]) from None
     except (KeyError, ValueError) as exc:
@@ -230,21 +224,6 @@ def _read_stdin(folder: Path) -> Path:
     return named
 
 
-def _resize_to(array, height: int, width: int):
-    """An (H, W, C) uint8/uint16 array resized with the MATLAB bicubic to (height, width, C)."""
-    import numpy as np
-    import torch
-
-    from dualsr.data.resize import imresize
-
-    top = float(np.iinfo(array.dtype).max)
-    out = np.empty((height, width, array.shape[2]), dtype=array.dtype)
-    for c in range(array.shape[2]):  # one plane at a time: the float copy stays a plane's size
-        plane = torch.from_numpy(array[:, :, c].astype(np.float32))
-        out[:, :, c] = imresize(plane, size=(height, width)).clamp_(0, top).round_().numpy().astype(array.dtype)
-    return out
-
-
 def run(args: argparse.Namespace) -> int:
     """Upscale every input; 0 when all succeeded, 1 when any input failed."""
     import tempfile
@@ -266,6 +245,7 @@ def _run(args: argparse.Namespace, scratch: Path) -> int:
         read_image,
         write_array,
     )
+    from dualsr.data.resize import imresize
     from dualsr.inference import FORMAT_UINT8, FORMAT_UINT16, NonFiniteOutputError
 
     if args.inputs.count(STDIO) > 1:
@@ -307,10 +287,9 @@ def _run(args: argparse.Namespace, scratch: Path) -> int:
                    disable=args.quiet or len(found.files) == 1, stream=sys.stderr)
     with bar:
         for src, dst in zip(found.files, outs):
-            name = "stdin" if STDIO in args.inputs else src
+            name = "stdin" if STDIO in args.inputs else src  # how messages name the input
             try:
                 size, s = declared_size(src), upscaler.scale
-                out_size = None
                 if size is not None:  # both limits from the header, before anything is decoded
                     out_size = (int(size[0] * factor), int(size[1] * factor))
                     check_pixels(name, *size, _pixels(args.max_input_mp))
@@ -343,11 +322,11 @@ def _run(args: argparse.Namespace, scratch: Path) -> int:
                     except OSError as exc:
                         raise ImageWriteError(dst, f"cannot create its folder ({exc.strerror or exc})") from None
                 array = upscaler.upscale_planes(loaded.rgb, loaded.alpha, grayscale=loaded.grayscale, fmt=fmt,
-                                                desc=str(name) if isinstance(name, str) else src.name)
+                                                desc=getattr(name, "name", name))
                 height, width = loaded.rgb.shape[-2:]
                 final = (int(height * factor), int(width * factor))
                 if final != (height * s, width * s):
-                    array = _resize_to(array, *final)
+                    array = imresize(array, size=final)  # MATLAB bicubic, rounded back to the array's type
                 write_array(dst, array)
                 if to_stdout:
                     sys.stdout.buffer.write(dst.read_bytes())

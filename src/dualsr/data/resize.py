@@ -345,16 +345,22 @@ def _imresize_numpy(array, scale, size, antialias: bool):
 
     if array.ndim not in (2, 3):
         raise ValueError(f"imresize expects a numpy image (H, W) or (H, W, C), got shape {array.shape}")
-    planes = torch.from_numpy(np.array(np.moveaxis(array, -1, 0) if array.ndim == 3 else array))  # own copy
-    if array.dtype.kind in "ui":
-        info = np.iinfo(array.dtype)
-        out = imresize(planes.to(torch.float64), scale, size=size, antialias=antialias)
-        out = torch.floor(out.clamp(info.min, info.max) + 0.5).numpy().astype(array.dtype)
-    elif array.dtype.kind == "f":
-        out = imresize(planes, scale, size=size, antialias=antialias).numpy()
-    else:
+    if array.dtype.kind not in "uif":
         raise TypeError(f"imresize expects an integer or float numpy array, got {array.dtype}")
-    return np.ascontiguousarray(np.moveaxis(out, 0, -1)) if array.ndim == 3 else out
+    hwc = array[:, :, None] if array.ndim == 2 else array
+    out = None
+    for c in range(hwc.shape[2]):  # one plane at a time: the float copy stays a plane's size
+        plane = torch.from_numpy(np.array(hwc[:, :, c]))  # own, writable copy
+        if array.dtype.kind in "ui":
+            info = np.iinfo(array.dtype)
+            resized = imresize(plane.to(torch.float64), scale, size=size, antialias=antialias)
+            resized = torch.floor(resized.clamp(info.min, info.max) + 0.5).numpy().astype(array.dtype)
+        else:
+            resized = imresize(plane, scale, size=size, antialias=antialias).numpy()
+        if out is None:
+            out = np.empty((*resized.shape, hwc.shape[2]), dtype=resized.dtype)
+        out[:, :, c] = resized
+    return out[:, :, 0] if array.ndim == 2 else out
 
 
 def _imresize_other(image, scale, size, antialias: bool):

@@ -59,6 +59,14 @@ _DTYPES = {"float32": torch.float32, "float": torch.float32, "fp32": torch.float
            "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}
 
 
+class WeightsRequiredError(ValueError):
+    """A model other than the shipped one was named without weights (it would produce noise)."""
+
+    def __init__(self, model: str, shipped: str):
+        super().__init__(f"model {model!r} needs weights= (a random model would produce noise)")
+        self.model, self.shipped = model, shipped
+
+
 class NonFiniteOutputError(RuntimeError):
     """The model produced NaN or infinity for an image: nothing is written for it."""
 
@@ -140,7 +148,7 @@ def _resolve_model(model, weights, scale, config) -> tuple[nn.Module, int, str]:
 
         shipped = default_weights()
         if model is not None and get_spec(model).name != shipped.model:
-            raise ValueError(f"model {model!r} needs weights= (a random model would produce noise)")
+            raise WeightsRequiredError(get_spec(model).name, shipped.model)
         if scale is not None and scale != shipped.scale:
             raise ValueError(f"the default model is x{shipped.scale}; for x{scale} give a model and weights")
         weights = shipped.path
@@ -278,12 +286,13 @@ class Upscaler:
         out = np.empty((height * s, width * s, channels), dtype=fmt.dtype)
         tile = self.tile_for(height, width)
         tiles = make_tiles(height, width, tile, self.tile_pad)
-        padded = self.spec.padded_size(height), self.spec.padded_size(width)
-        if len(tiles) > 1 and padded != (height, width):
+        if len(tiles) > 1:
             # untiled, the model sees the image replicate-padded to its size multiple; so must the
-            # tiles at the bottom and right edge, or they would see the convolutions' zeros there
-            rgb = F.pad(rgb[None], (0, padded[1] - width, 0, padded[0] - height), mode="replicate")[0]
-        if len(tiles) > 1:  # windows aligned to the size multiple: no padding inside the image
+            # tiles at the bottom and right edge, or they would see the convolutions' zeros there.
+            # Windows are then aligned to the multiple: no padding inside the image.
+            padded = self.spec.padded_size(height), self.spec.padded_size(width)
+            if padded != (height, width):
+                rgb = F.pad(rgb[None], (0, padded[1] - width, 0, padded[0] - height), mode="replicate")[0]
             tiles = make_tiles(*padded, tile, self.tile_pad, multiple=self.spec.size_multiple)
         if len(tiles) > 1 and not self.exact_tiling and not self._warned_approximate:
             self._warned_approximate = True
@@ -438,4 +447,4 @@ class Upscaler:
         return Image.fromarray(out)  # the uint8 layout gives the mode back: L, LA, RGB or RGBA
 
 
-__all__ = ["NonFiniteOutputError", "Upscaler"]
+__all__ = ["NonFiniteOutputError", "Upscaler", "WeightsRequiredError"]
