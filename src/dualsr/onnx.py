@@ -30,7 +30,7 @@ from torch import nn
 
 from dualsr.checkpoint import WeightsError, model_metadata
 from dualsr.fileio import first_line
-from dualsr.models.spec import ModelSpec, model_scale, normalize_name, spec_of, sr_image
+from dualsr.models.spec import TILING_KINDS, ModelSpec, model_scale, normalize_name, spec_of, sr_image
 
 DEFAULT_OPSET = 17
 # Resize with computed sizes and Pad/Range with graph inputs need opset 11.
@@ -292,7 +292,7 @@ def spec_from_metadata(metadata: dict, path) -> ModelSpec:
                            f"(value range {metadata.get('value_range')!r}) is not readable by this dualsr")
     name = normalize_name(metadata.get("model") or "")
     tiling = metadata.get("tiling", "")
-    if not name or tiling not in ("local", "global_pool", "approximate"):
+    if not name or tiling not in TILING_KINDS:
         raise WeightsError(f"{path}: unreadable dualsr ONNX metadata (model={name!r}, tiling={tiling!r})")
     scale = _number(metadata, "scale", path, int)
     radius = _number(metadata, "receptive_radius", path, float, default=-1.0)

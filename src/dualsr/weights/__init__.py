@@ -27,27 +27,34 @@ class DefaultWeightsMissing(FileNotFoundError):
     """The package was installed without its default weights (e.g. a checkout before training)."""
 
 
-def default_weights(stem: str = DEFAULT_STEM) -> DefaultWeights:
-    """The shipped default model: its weights path, registry name, scale and architecture config."""
+def _described(path: Path) -> DefaultWeights | None:
+    """What a shipped file's dualsr metadata says it holds (None without that metadata)."""
     from dualsr.checkpoint import describe_metadata, read_metadata
 
+    found = describe_metadata(read_metadata(path))
+    if found is None:
+        return None
+    return DefaultWeights(path=path, model=found.name, scale=found.scale, config=dict(found.config))
+
+
+def default_weights(stem: str = DEFAULT_STEM) -> DefaultWeights:
+    """The shipped default model: its weights path, registry name, scale and architecture config."""
     path = WEIGHTS_DIR / f"{stem}.safetensors"
     if not path.is_file():
         raise DefaultWeightsMissing(
             f"{path}: the default model's weights are not installed; give a model and weights "
             "(e.g. --model drn-s --weights DRNS4x.pt)"
         )
-    found = describe_metadata(read_metadata(path))
+    found = _described(path)
     if found is None:
         raise DefaultWeightsMissing(f"{path}: the file does not say which model it holds (no dualsr metadata)")
-    return DefaultWeights(path=path, model=found.name, scale=found.scale, config=dict(found.config))
+    return found
 
 
 def shipped_weights() -> list[DefaultWeights]:
     """Every primal model shipped in the package (dual files excluded), in file-name order."""
     from safetensors import safe_open
 
-    from dualsr.checkpoint import describe_metadata, read_metadata
     from dualsr.models.dual import is_dual_state
 
     found = []
@@ -55,10 +62,9 @@ def shipped_weights() -> list[DefaultWeights]:
         with safe_open(str(path), framework="pt") as f:  # keys only: schema-1 dual files carry no role
             if is_dual_state(dict.fromkeys(f.keys())):
                 continue
-        described = describe_metadata(read_metadata(path))
+        described = _described(path)
         if described is not None:
-            found.append(DefaultWeights(path=path, model=described.name, scale=described.scale,
-                                        config=dict(described.config)))
+            found.append(described)
     return found
 
 
