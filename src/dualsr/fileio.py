@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import IO, Iterator
 
 
-def _umask() -> int:
+def current_umask() -> int:
+    """The process's umask (read by setting and restoring it), for modes of files made via mkstemp/mkdtemp."""
     mask = os.umask(0o022)
     os.umask(mask)
     return mask
@@ -75,7 +76,7 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb", make_parents: bool =
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; outputs get the usual mode
+        os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp creates 0600; outputs get the usual mode
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

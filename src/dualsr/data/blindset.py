@@ -29,7 +29,7 @@ import torch
 
 from dualsr.data.degrade import Degradation, load_kernel, modcrop, parse_degradation, save_kernel
 from dualsr.data.imageio import ImageReadError, is_image_name, read_image, write_array
-from dualsr.fileio import write_text_atomic
+from dualsr.fileio import current_umask, write_text_atomic
 
 MANIFEST = "manifest.json"
 FORMAT = "dualsr-blind-set/1"
@@ -134,18 +134,12 @@ def make_blind_set(data: str | os.PathLike, out: str | os.PathLike, scale: int,
                     "rng": "numpy.random.default_rng([seed, index])", "source": str(Path(data)),
                     "sha256": "of the uint8 pixels, H x W x 3 row-major", "images": rows}
         write_text_atomic(tmp / MANIFEST, json.dumps(manifest, indent=1) + "\n")
-        os.chmod(tmp, 0o777 & ~_umask())
+        os.chmod(tmp, 0o777 & ~current_umask())
         os.rename(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return manifest
-
-
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
 
 
 def read_manifest(folder: str | os.PathLike) -> dict:
