@@ -15,16 +15,18 @@ BD kernel) that the model never saw. The training images are split in two halves
 the even half is the paired (HR) data, the odd half only gives LR-only target-domain images (made
 by `dualsr degrade`; their HR never enters training). Every arm starts from the same point: RLFN
 plus a dual first trained for --dual-warmup iterations on paired bicubic data (0: a fresh dual), and
-runs the same steps:
+runs the same steps, once per --seeds:
   control     paired bicubic data only;
   adapted     paired bicubic + unpaired target LR, rho = 0.3, dual path `tap` (and `chain` when the
               model has more than one dual; for RLFN both are the same single SR -> LR dual);
+  oracle dual as adapted, but the dual was warmed up on paired TARGET-domain data and stays frozen
+              (train.optim_dual.lr=0): what the unpaired term does when D knows the degradation;
   upper bound paired target-domain data (the even half degraded with the target kernel).
 Tested on B100 degraded the same way; the weights tested are the last ones (no selection: the
 held-out images of these runs are bicubic or target-paired, not what the adaptation sees).
-It also logs the unpaired dual loss L1(D(P(x)), x) before adaptation next to two references: the
-same loss with the true target degradation as D (what the dual should become) and with MATLAB
-bicubic as D, to show how far the dual term is from its minimum when adaptation starts.
+It also logs the unpaired dual loss L1(D(P(x)), x) before and after adaptation next to two
+references: the same loss with the true target degradation as D (what the dual should become) and
+with MATLAB bicubic as D, to show how far the dual term is from its minimum when adaptation starts.
 
 Runs live in experiments/blind/ (git-ignored); rerunning continues unfinished trainings
 (--resume-if-possible) and reuses finished ones and generated sets. Writes the REPORT sections
@@ -101,15 +103,28 @@ def train(runs: Path, name: str, config: str, overrides: list[str], total: int) 
         sh([sys.executable, "-m", "dualsr", "train", "-c", config, f"name={name}",
             f"path.experiments_root={runs}", f"train.total_iter={total}", *overrides, "--resume-if-possible"],
            log=runs / f"{name}.stdout.log")
-        print(f"trained {name} in {(time.monotonic() - t0) / 60:.1f} min", file=sys.stderr)
+        spent = time.monotonic() - t0
+        (runs / f"{name}.wall_s").write_text(f"{wall_s(runs, name) + spent:.1f}\n")  # summed over resumes
+        print(f"trained {name} in {spent / 60:.1f} min", file=sys.stderr)
     return root
+
+
+def wall_s(runs: Path, name: str) -> float:
+    """Seconds `dualsr train` ran for this run, over all its invocations (0 if unknown)."""
+    path = runs / f"{name}.wall_s"
+    return float(path.read_text()) if path.is_file() else 0.0
+
+
+def command_line() -> str:
+    """This script's command as it was run (its figures depend on every flag)."""
+    return " ".join(["python benchmarks/bench_blind.py", *sys.argv[1:]])
 
 
 def budget(args) -> list[str]:
     return [f"datasets.train.batch_size={args.batch}", f"datasets.train.gt_size={args.patch}",
             f"train.optim_g.lr={args.lr}", f"val.val_freq={args.val_freq}",
             f"logger.save_checkpoint_freq={args.val_freq}", f"logger.print_freq={max(1, min(50, args.iters))}",
-            "logger.progress_bar=false"] + (["datasets.val.max_images=2", "datasets.val.center_crop=64"]
+            "logger.progress_bar=false", "train.channels_last=true"] + (["datasets.val.max_images=2", "datasets.val.center_crop=64"]
                                             if args.smoke else [])
 
 
@@ -164,11 +179,13 @@ def part_blind(args, root: Path) -> None:
         mean = {n: statistics.mean(v[n] for v in per_seed.values()) for n in names}
         rows.append(fmt_row(f"**fine-tuned, lambda={lam}, mean of {len(per_seed)} seeds**", mean, names))
         for seed, values in per_seed.items():
-            rows.append(fmt_row(f"&nbsp;&nbsp;lambda={lam}, seed {seed}", values, names))
+            name = f"blind_l{lam.replace('.', '')}_s{seed}"
+            rows.append(fmt_row(f"&nbsp;&nbsp;lambda={lam}, seed {seed}", values, names,
+                                f" {wall_s(runs, name) / 60:.0f} min |"))
     lines = [
         "## Blind SR, setting 2: RLFN x4 fine-tuned on anisotropic Gaussian degradations",
         "",
-        f"Command: `python benchmarks/bench_blind.py --part blind{' --smoke' if args.smoke else ''}` "
+        f"Command: `{command_line()}` "
         f"(`dualsr train -c configs/rlfn_x4_blind.yaml` from `{RLFN.name}`; {args.iters} iterations, batch "
         f"{args.batch}, HR patch {args.patch}, Adam {args.lr}, cosine; seeds {', '.join(map(str, args.seeds))}). "
         "Test sets: `dualsr degrade --data SET --out SET_aniso_s0 --kernel aniso --seed 0` (31x31, sigma_x, "
@@ -179,8 +196,8 @@ def part_blind(args, root: Path) -> None:
         "",
         "PSNR (dB) on Y, x4, 4-pixel border:",
         "",
-        "| method | " + " | ".join(names) + " |",
-        "| --- |" + " --- |" * len(names),
+        "| method | " + " | ".join(names) + " | training wall time (one thread) |",
+        "| --- |" + " --- |" * (len(names) + 1),
         *rows,
     ]
     text = "\n".join(lines)
@@ -253,58 +270,86 @@ def part_adapt(args, root: Path) -> None:
     names = [s.name for s in test]
     runs, cache = adapt / "runs", root / "scores.json"
     common = [f"datasets.train.dataroot=[{paired_hr}]", *budget(args)]
-    start_dual = None
-    if args.dual_warmup:
-        warm = train(runs, "dual_warmup", "configs/rlfn_x4_adapt.yaml", [*common, f"path.pretrain_network_g={RLFN}"],
-                     args.dual_warmup)
-        start_dual = warm / "models" / "net_dual_latest.safetensors"
-    start = [f"path.pretrain_network_g={RLFN}"] + ([f"path.pretrain_network_dual={start_dual}"] if start_dual else [])
+    on_target = [f"datasets.train.degradation.{k}={v}" for k, v in target.items()]
+    # the duals the arms start from: fitted (jointly with a copy of RLFN that is then discarded) on
+    # paired bicubic data, and, for the oracle arm only, on paired TARGET-domain data
+    warmups = {"dual_warmup": [], "dual_warmup_target": on_target} if args.dual_warmup else {}
+    with ThreadPoolExecutor(args.jobs) as pool:
+        done = list(pool.map(lambda kv: train(runs, kv[0], "configs/rlfn_x4_adapt.yaml",
+                                              [*common, f"path.pretrain_network_g={RLFN}", *kv[1]], args.dual_warmup),
+                             warmups.items()))
+    duals = {name: root_ / "models" / "net_dual_latest.safetensors" for name, root_ in zip(warmups, done)}
+    start_g = [f"path.pretrain_network_g={RLFN}"]
+    start = start_g + ([f"path.pretrain_network_dual={duals['dual_warmup']}"] if duals else [])
     unpaired = [f"datasets.unpaired.dataroot=[{unpaired_lr}]", f"datasets.unpaired.ratio={args.rho}"]
     arms = {
         "control (paired bicubic only)": ("control", [*common, *start]),
         "adapted, dual path tap": ("adapt_tap", [*common, *start, *unpaired, "datasets.unpaired.dual_path=tap"]),
-        "upper bound (paired target-domain data)": (
-            "upper", [*common, *start, *[f"datasets.train.degradation.{k}={v}" for k, v in target.items()]]),
     }
     if len(get_spec("rlfn").dual_taps(4)) > 1:  # with one dual the chained path is the same loss
         arms["adapted, dual path chain"] = ("adapt_chain", [*common, *start, *unpaired,
                                                             "datasets.unpaired.dual_path=chain"])
+    if duals:
+        # what the dual term can do when the dual knows the target degradation: fitted on target pairs
+        # (an oracle: no real adaptation has those), then frozen so that the bicubic pairs cannot pull it back
+        arms["adapted, oracle dual (fitted on target pairs, frozen)"] = (
+            "adapt_oracle_dual", [*common, *start_g, f"path.pretrain_network_dual={duals['dual_warmup_target']}",
+                                  *unpaired, "datasets.unpaired.dual_path=tap", "train.optim_dual.lr=0"])
+    arms["upper bound (paired target-domain data)"] = ("upper", [*common, *start, *on_target])
+    jobs = [(label, f"{name}_s{seed}", [f"seed={seed}", *overrides])
+            for label, (name, overrides) in arms.items() for seed in args.seeds]
     with ThreadPoolExecutor(args.jobs) as pool:
-        list(pool.map(lambda a: train(runs, a[0], "configs/rlfn_x4_adapt.yaml", a[1], args.iters), arms.values()))
-    gap_before = unpaired_dual_gap(RLFN, start_dual, unpaired_lr, target, args.gap_images)
-    adapted = runs / "adapt_tap" / "models"
-    gap_after = unpaired_dual_gap(adapted / "net_g_latest.safetensors", adapted / "net_dual_latest.safetensors",
-                                  unpaired_lr, target, args.gap_images)
+        list(pool.map(lambda j: train(runs, j[1], "configs/rlfn_x4_adapt.yaml", j[2], args.iters), jobs))
+    torch.set_num_threads(args.jobs)  # scoring runs after the trainings: every core is free
+    first = f"_s{args.seeds[0]}"
+    gaps = {"before adaptation (released RLFN, its start dual)": (RLFN, duals.get("dual_warmup"))}
+    for label, name in (("after adaptation (tap)", "adapt_tap"),
+                        ("after adaptation (oracle dual)", "adapt_oracle_dual")):
+        models = runs / f"{name}{first}" / "models"
+        if models.is_dir():
+            gaps[f"{label}, seed {args.seeds[0]}"] = (models / "net_g_latest.safetensors",
+                                                      models / "net_dual_latest.safetensors")
+    gap_rows = []
+    for label, (weights, dual) in gaps.items():
+        gap = unpaired_dual_gap(weights, dual, unpaired_lr, target, args.gap_images)
+        gap_rows.append(f"| {label} | {gap.get('dual', float('nan')):.3f} | "
+                        f"{gap.get('true degradation', float('nan')):.3f} | {gap.get('bicubic', float('nan')):.3f} |")
     rows = [fmt_row("bicubic interpolation", scores(None, test, cache), names),
             fmt_row("before adaptation (released RLFN x4)", scores(RLFN, test, cache), names)]
     for label, (name, _) in arms.items():
-        rows.append(fmt_row(label, scores(runs / name / "models" / "net_g_latest.safetensors", test, cache), names))
-    target_text = " ".join(flags)
+        per_seed = {seed: scores(runs / f"{name}_s{seed}" / "models" / "net_g_latest.safetensors", test, cache)
+                    for seed in args.seeds}
+        mean = {n: statistics.mean(v[n] for v in per_seed.values()) for n in names}
+        rows.append(fmt_row(f"**{label}**, mean of {len(per_seed)} seeds", mean, names))
+        for seed, values in per_seed.items():
+            rows.append(fmt_row(f"&nbsp;&nbsp;seed {seed}", values, names,
+                                f" {wall_s(runs, f'{name}_s{seed}') / 60:.0f} min |"))
+    warm_text = (f"a dual warmed up for {args.dual_warmup} iterations on paired bicubic data (with a copy of RLFN "
+                 "that is then discarded)" if args.dual_warmup else "a fresh dual")
     lines = [
-        f"## Unpaired adaptation of RLFN x4 to one unseen degradation (`{target_text}`)",
+        f"## Unpaired adaptation of RLFN x4 to one unseen degradation (`{' '.join(flags)}`)",
         "",
-        f"Command: `python benchmarks/bench_blind.py --part adapt --target {args.target}"
-        f"{' --smoke' if args.smoke else ''}` (`dualsr train -c configs/rlfn_x4_adapt.yaml`; every arm "
+        f"Command: `{command_line()}` (`dualsr train -c configs/rlfn_x4_adapt.yaml`; every arm "
         f"{args.iters} iterations, batch {args.batch} (rho = {args.rho} of it unpaired in the adapted arms), HR patch "
-        f"{args.patch}, Adam {args.lr}; start: released RLFN + a dual warmed up for {args.dual_warmup} iterations "
-        "on paired bicubic data). Paired data: the even-indexed half of ../shared/data/train; unpaired: the LR "
-        "images (`dualsr degrade`) of the odd-indexed half, whose HR never enters training. Test: "
-        f"{args.adapt_set} degraded the same way. Weights: the last ones of each run.",
+        f"{args.patch}, Adam {args.lr}, cosine; seeds {', '.join(map(str, args.seeds))}; start: released RLFN + "
+        f"{warm_text}). Paired data: the even-indexed half of ../shared/data/train; unpaired: the LR images "
+        "(`dualsr degrade`) of the odd-indexed half, whose HR never enters training. Test: "
+        f"{args.adapt_set} degraded the same way. Weights: the last ones of each run (no selection).",
         f"Machine: {machine_line()}." + (" SMOKE SETTINGS: not a result." if args.smoke else ""),
         "",
-        "| method | " + " | ".join(names) + " |",
-        "| --- |" + " --- |" * len(names),
+        "PSNR (dB) on Y, x4, 4-pixel border:",
+        "",
+        "| method | " + " | ".join(names) + " | training wall time (one thread) |",
+        "| --- |" + " --- |" * (len(names) + 1),
         *rows,
         "",
-        f"Unpaired dual loss L1(D(P(x)), x) (0-255 scale, mean over {args.gap_images} LR-only training images), "
-        "against D = the true target degradation and D = MATLAB bicubic applied to the same SR output:",
+        f"Unpaired dual loss L1(D(P(x)), x) (0-255 scale, mean over the first {args.gap_images} LR-only training "
+        "images, whole images), with the run's dual as D, and with D = the true target degradation or "
+        "D = MATLAB bicubic applied to the same SR output P(x):",
         "",
-        "| | with the run's dual D | true degradation as D | bicubic as D |",
+        "| model | the run's dual D | true degradation as D | bicubic as D |",
         "| --- | --- | --- | --- |",
-        f"| before adaptation | {gap_before.get('dual', float('nan')):.3f} | "
-        f"{gap_before.get('true degradation', float('nan')):.3f} | {gap_before.get('bicubic', float('nan')):.3f} |",
-        f"| after adaptation (tap) | {gap_after.get('dual', float('nan')):.3f} | "
-        f"{gap_after.get('true degradation', float('nan')):.3f} | {gap_after.get('bicubic', float('nan')):.3f} |",
+        *gap_rows,
     ]
     text = "\n".join(lines)
     print(text)
@@ -328,7 +373,7 @@ def main() -> None:
     parser.add_argument("--rho", type=float, default=0.3)
     parser.add_argument("--blind-dual-warmup", type=int, default=300,
                         help="part 1, lambda > 0: iterations in which only the fresh dual trains (default 300)")
-    parser.add_argument("--dual-warmup", type=int, default=1000,
+    parser.add_argument("--dual-warmup", type=int, default=500,
                         help="iterations that train RLFN's dual on paired bicubic data before adaptation (0: none)")
     parser.add_argument("--gap-images", type=int, default=40)
     parser.add_argument("--jobs", type=int, default=1, help="trainings at a time (one CPU thread each)")

@@ -127,6 +127,25 @@ def test_cosine_rate_is_closed_form_and_time_budget_can_only_advance_it():
     assert sched.set_iteration(51, min_progress=0.1) == pytest.approx(sched.rate(1e-3, 51))
 
 
+def test_dual_learning_rate_zero_freezes_the_duals_through_the_schedule(tmp_path):
+    from dualsr.config import load_config
+    from dualsr.train.trainer import Trainer
+
+    data = make_images(tmp_path / "data")
+    config = load_config(REPO / "configs" / "drn_t_x4.yaml",
+                         tiny_overrides(data, tmp_path / "exp", total=4) + ["train.optim_dual.lr=0"])
+    trainer = Trainer(config)
+    try:
+        primal0 = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+        duals0 = {k: v.clone() for k, v in trainer.duals.state_dict().items()}
+        for iteration in (1, 2, 3, 4):  # the cosine schedule's eta_min must not thaw them
+            trainer.train_step(iteration)
+        assert all(torch.equal(duals0[k], v) for k, v in trainer.duals.state_dict().items())
+        assert not all(torch.equal(primal0[k], v) for k, v in trainer.model.state_dict().items())
+    finally:
+        trainer.close()
+
+
 def _states_equal(a: dict, b: dict) -> bool:
     def flat(x, prefix=""):
         if isinstance(x, dict):

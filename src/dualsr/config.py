@@ -81,7 +81,7 @@ DEFAULTS: dict[str, Any] = {
         # sending its random gradients into the primal. They count towards total_iter.
         "dual_warmup_iter": 0,
         "optim_g": {"type": "Adam", "lr": 1e-4, "betas": [0.9, 0.999], "eps": 1e-8, "weight_decay": 0.0},
-        "optim_dual": {},  # overrides of optim_g for every dual model (official: same as primal)
+        "optim_dual": {},  # overrides of optim_g for every dual model (official: same as primal); {lr: 0} freezes them
         # CosineAnnealing {eta_min: 1e-7, periods, warmup_iter} | MultiStepLR {milestones, gamma: 0.5, warmup_iter}
         "scheduler": {"type": "CosineAnnealing"},
         "resume": None,  # null | auto (the newest readable state; one must exist) | if-possible | a state path
@@ -208,7 +208,7 @@ _RANGES = (
     ("train.total_iter", 1, True, False), ("train.max_minutes", 0, False, True), ("train.dual_weight", 0, True, False),
     ("train.dual_warmup_iter", 0, True, False),
     ("train.optim_g.lr", 0, False, False), ("train.optim_g.eps", 0, False, True),
-    ("train.optim_g.weight_decay", 0, True, True), ("train.optim_dual.lr", 0, False, True),
+    ("train.optim_g.weight_decay", 0, True, True), ("train.optim_dual.lr", 0, True, True),
     ("train.scheduler.eta_min", 0, True, True), ("train.scheduler.warmup_iter", 0, True, True),
     ("train.grad_clip", 0, False, True), ("val.val_freq", 0, True, False), ("val.crop_border", 0, True, True),
     ("logger.print_freq", 1, True, False), ("logger.save_checkpoint_freq", 0, True, False),

@@ -31,6 +31,8 @@ class CosineSchedule:
 
         min_progress lets a wall-clock budget push the annealing ahead of the iteration count.
         """
+        if base == 0:  # a frozen group (e.g. optim_dual: {lr: 0}) stays frozen, never annealed up to eta_min
+            return 0.0
         t = iteration - 1
         if self.warmup and t < self.warmup:
             return base * (t + 1) / self.warmup
@@ -64,6 +66,8 @@ class MultiStepSchedule(CosineSchedule):
         self.gamma = float(gamma)
 
     def rate(self, base: float, iteration: int, min_progress: float = 0.0) -> float:
+        if base == 0:  # a frozen group (e.g. optim_dual: {lr: 0}) stays frozen, never annealed up to eta_min
+            return 0.0
         t = iteration - 1
         if self.warmup and t < self.warmup:
             return base * (t + 1) / self.warmup
