@@ -49,6 +49,18 @@ def test_l1_compress_writes_a_model_that_the_loaders_rebuild(setup):
     assert set(summary["seconds"]) >= {"prune", "finetune"}
 
 
+def test_output_distillation_and_held_out_selection_are_recorded_in_the_summary(setup):
+    root, hr, weights = setup
+    out = root / "distill_output"
+    assert main(_common(weights, hr, out) + ["--method", "l1", "--distill", "output", "--distill-weight", "0.5",
+                                             "--finetune-schedule", "cosine", "--val-every", "1"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert (summary["distill"], summary["distill_weight"], summary["finetune_schedule"]) == ("output", 0.5, "cosine")
+    best = summary["finetune_best"]
+    assert best["best_step"] in (1, 2)
+    assert summary["val_psnr"] == pytest.approx(best["best_val_psnr"], abs=1e-9)  # the kept weights are the best
+
+
 def test_rerun_skips_finished_stages(setup):
     root, hr, weights = setup
     out = root / "resume"

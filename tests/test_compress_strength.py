@@ -242,3 +242,64 @@ def test_distillation_pulls_student_features_toward_the_teacher():
         sa, sb = a.state_dict(), b.state_dict()
         assert sa.keys() == sb.keys()
         assert all(torch.equal(sa[k], sb[k]) for k in sa), [k for k in sa if not torch.equal(sa[k], sb[k])]
+
+
+def test_output_distillation_adds_l1_to_the_teachers_sr_and_pulls_the_student_toward_it():
+    torch.manual_seed(0)
+    teacher = _tiny("rlfn").eval()
+    student = prune_with(teacher, [max(1, layer.full // 2) for layer in prunable_layers(teacher)], "l1")
+    duals = create_dual(student)
+    data = _data(torch.float32)
+    first = data.all.batch(0, 0, 2)
+
+    def first_loss(teacher_or_none, weight):
+        seen = []
+        finetune(copy.deepcopy(student), copy.deepcopy(duals), data,
+                 FinetuneConfig(steps=1, batch_size=2, distill="output", distill_weight=weight),
+                 teacher=teacher_or_none, progress=lambda _s, _i, _t, info: seen.append(info["loss"]))
+        return seen[0]
+
+    with torch.no_grad():  # the term, computed here: mean |student SR - teacher SR| on the 0-255 scale
+        term = float((student(first[0]) - teacher(first[0])).abs().mean())
+    assert term > 0.5
+    assert first_loss(teacher, 3.0) - first_loss(None, 3.0) == pytest.approx(3.0 * term, rel=1e-4)
+
+    probe = data.all.batch(10_000, 0, 4)[0]
+
+    def gap(model) -> float:
+        with torch.no_grad():
+            return float((model(probe) - teacher(probe)).abs().mean())
+
+    def run(teacher_or_none):
+        torch.manual_seed(0)
+        config = FinetuneConfig(steps=10, batch_size=2, distill="output", distill_weight=50.0, lr=1e-3)
+        return finetune(copy.deepcopy(student), copy.deepcopy(duals), data, config, teacher=teacher_or_none)
+
+    assert gap(run(teacher)) < 0.7 * gap(run(None))
+
+
+def test_finetune_cosine_schedule_and_best_held_out_selection():
+    from dualsr.compress.finetune import _rate, validation_psnr
+
+    cosine = FinetuneConfig(steps=11, lr=1e-3, schedule="cosine", eta_min=1e-6)
+    assert _rate(cosine, 0) == pytest.approx(1e-3)
+    assert _rate(cosine, 5) == pytest.approx(1e-6 + (1e-3 - 1e-6) * 0.5)
+    assert _rate(cosine, 10) == pytest.approx(1e-6)
+    assert _rate(FinetuneConfig(steps=11, lr=1e-3), 10) == 1e-3
+    with pytest.raises(ValueError, match="distill"):
+        FinetuneConfig(distill="logits")
+
+    torch.manual_seed(0)
+    model = _tiny("drn-t")
+    duals = create_dual(model)
+    sampler = _Sampler(torch.float32)
+    held_out = [(f"v{i}", *sampler.batch(50_000 + i, 0, 1)) for i in range(2)]
+    data = CompressData(scale=SCALE, all=sampler, weight_half=sampler, arch_half=sampler, val=held_out)
+    scores, report = [], {}
+    # a large rate makes the held-out PSNR move up and down, so the last step is not the best one
+    config = FinetuneConfig(steps=8, batch_size=2, lr=3e-2, val_every=1)
+    out = finetune(model, duals, data, config, report=report,
+                   progress=lambda _s, _i, _t, info: scores.append(info["val_psnr"]))
+    assert len(scores) == 8 and report["best_step"] == 1 + scores.index(max(scores))
+    assert report["best_step"] != 8, "retune: the last step happened to be the best"
+    assert validation_psnr(out, data) == pytest.approx(report["best_val_psnr"], abs=1e-9)

@@ -170,12 +170,17 @@ def dual_regression_loss(
     return result
 
 
+def dual_taps_of(model: nn.Module, duals: Sequence[nn.Module] | None) -> list[DualTap] | None:
+    """Which output each dual reads, from the model's spec (None without duals or a known scale)."""
+    scale = model_scale(model)
+    return spec_of(model).dual_taps(scale) if scale is not None and duals else None
+
+
 def model_loss(model: nn.Module, duals: Sequence[nn.Module] | None, pyramid: Sequence[torch.Tensor],
                dual_weight: float = 0.1, unpaired_lr: torch.Tensor | None = None,
                dual_path: str = "tap") -> dict[str, torch.Tensor]:
     """The dual-regression loss of `model` on a pyramid batch (0-255), dual taps from its spec."""
-    scale = model_scale(model)
-    taps = spec_of(model).dual_taps(scale) if scale is not None and duals else None
+    taps = dual_taps_of(model, duals)
     outputs = run_model(model, pyramid[0])
     unpaired = (run_model(model, unpaired_lr), unpaired_lr) if unpaired_lr is not None else None
     return dual_regression_loss(outputs, pyramid, duals, dual_weight, unpaired=unpaired, taps=taps,

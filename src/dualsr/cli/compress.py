@@ -52,7 +52,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--second-order", action="store_true", help="second-order (unrolled) DARTS alpha step")
     parser.add_argument("--finetune-steps", type=int, default=500, help="fine-tuning steps (default 500)")
     parser.add_argument("--finetune-lr", type=float, default=1e-4, help="fine-tuning Adam lr (default 1e-4)")
-    parser.add_argument("--distill", action="store_true", help="distil from the uncompressed model while fine-tuning")
+    parser.add_argument("--distill", nargs="?", const="feature", choices=("feature", "output"), default=None,
+                        help="distil from the uncompressed model while fine-tuning: feature (channel-mean MSE of "
+                             "the last conv's input, the DRN/DRC recipe; the default of a bare --distill) or output "
+                             "(L1 to the teacher's SR, the SwinIR-DRC recipe)")
+    parser.add_argument("--distill-weight", type=float, default=1.0, help="weight of the distillation term (default 1)")
+    parser.add_argument("--finetune-schedule", choices=("constant", "cosine"), default="constant",
+                        help="fine-tuning learning rate: constant (DRC's, default) or cosine to 1e-6")
+    parser.add_argument("--val-every", type=int, default=0, metavar="STEPS",
+                        help="score on the held-out training images every STEPS fine-tuning steps and keep the "
+                             "best weights (default 0: the last ones)")
     parser.add_argument("--sub-steps", type=int, default=1, help="SGD steps after each kept channel (default 1)")
     parser.add_argument("--channels-per-step", type=int, default=1,
                         help="channels added per pruning step (1 = the paper; more = faster)")
@@ -111,10 +120,12 @@ def _check_arguments(args: argparse.Namespace) -> list[Path]:
     for option, value, low in (("--search-steps", args.search_steps, 1), ("--finetune-steps", args.finetune_steps, 0),
                                ("--dual-warmup-steps", args.dual_warmup_steps, 0), ("--batch-size", args.batch_size, 1),
                                ("--gt-size", args.gt_size, 1), ("--sub-steps", args.sub_steps, 0),
-                               ("--channels-per-step", args.channels_per_step, 1), ("--threads", args.threads, 0)):
+                               ("--channels-per-step", args.channels_per_step, 1), ("--threads", args.threads, 0),
+                               ("--val-every", args.val_every, 0)):
         if value < low:
             raise CommandError(f"{option} must be >= {low}, got {value}")
-    for option, value in (("--dual-weight", args.dual_weight), ("--search-dual-weight", args.search_dual_weight)):
+    for option, value in (("--dual-weight", args.dual_weight), ("--search-dual-weight", args.search_dual_weight),
+                          ("--distill-weight", args.distill_weight)):
         if value is not None and not value >= 0:
             raise CommandError(f"{option} must be >= 0, got {value}")
     if not args.finetune_lr > 0:
@@ -161,22 +172,6 @@ def _check_data(files: list[Path], roots: list[str], scale: int, gt_size: int) -
                            f"(--gt-size {gt_size}); the largest is {max(sizes, key=min)[0]}x{max(sizes, key=min)[1]}")
 
 
-def _validation_psnr(model, data) -> float | None:
-    import torch
-
-    from dualsr.metrics import psnr, quantize_uint8
-    from dualsr.models import sr_image
-
-    if not data.val:
-        return None
-    values = []
-    model.eval()
-    with torch.no_grad():
-        for _name, lr, hr in data.val:
-            values.append(psnr(quantize_uint8(sr_image(model, lr)[0]), hr[0], data.scale))
-    return sum(values) / len(values)
-
-
 def _warning_note(message, category, filename, lineno, file=None, line=None) -> None:
     """dualsr's own warnings as one-line notes; third-party ones (torch, torch-pruning) silenced."""
     text = str(message).strip()
@@ -214,7 +209,7 @@ def _run(args: argparse.Namespace) -> int:
 
     from dualsr.checkpoint import WeightsError, load, load_weights, save_weights, write_widths_file
     from dualsr.compress import baselines, common
-    from dualsr.compress.finetune import FinetuneConfig, distill_point, finetune
+    from dualsr.compress.finetune import FinetuneConfig, distill_point, finetune, validation_psnr
     from dualsr.compress.layers import current_widths, prunable_layers, rebuild
     from dualsr.compress.prune import PruneConfig, dr_prune
     from dualsr.compress.search import SearchConfig, layer_candidates, search_widths
@@ -236,7 +231,7 @@ def _run(args: argparse.Namespace) -> int:
     problem = loaded.spec.patch_problem(args.gt_size, scale)
     if problem:
         raise CommandError(f"--gt-size {args.gt_size}: {problem}")
-    if args.distill:
+    if args.distill == "feature":
         try:
             distill_point(model)
         except TypeError as exc:
@@ -275,7 +270,9 @@ def _run(args: argparse.Namespace) -> int:
             raise CommandError(str(exc).splitlines()[0]) from None
 
     summary.update({"method": args.method, "rate": args.rate, "dual_weight": args.dual_weight,
-                    "search_dual_weight": args.search_dual_weight,
+                    "search_dual_weight": args.search_dual_weight, "distill": args.distill,
+                    "distill_weight": args.distill_weight if args.distill else None,
+                    "finetune_schedule": args.finetune_schedule,
                     "weights": str(args.weights), "seed": args.seed})
     times = summary.setdefault("seconds", {})
     progress = None if args.quiet else common.stage_progress(interval=args.progress_every)
@@ -356,7 +353,7 @@ def _run(args: argparse.Namespace) -> int:
         save_compressed(pruned, pruned_path, "pruned")
         times["prune"] = times.get("prune", 0.0) + time.time() - started
     summary.update({"pruned_params": count_parameters(pruned), "pruned_gmacs_96": count_macs(pruned, (96, 96)) / 1e9,
-                    "pruned_val_psnr": _validation_psnr(pruned, data)})
+                    "pruned_val_psnr": validation_psnr(pruned, data)})
     save_summary()
 
     # --- fine-tuning
@@ -367,15 +364,20 @@ def _run(args: argparse.Namespace) -> int:
     else:
         started = time.time()
         config = FinetuneConfig(steps=args.finetune_steps, batch_size=args.batch_size, lr=args.finetune_lr,
-                                dual_weight=args.dual_weight)
-        log(f"fine-tuning ({config.steps} steps)")
+                                dual_weight=args.dual_weight, distill=args.distill or "feature",
+                                distill_weight=args.distill_weight, schedule=args.finetune_schedule,
+                                val_every=args.val_every)
+        log(f"fine-tuning ({config.steps} steps" + (f", {args.distill} distillation" if args.distill else "") + ")")
+        best: dict = {}
         final = finetune(pruned, duals if args.dual_weight else None, data, config,
                          teacher=model if args.distill else None, state_path=str(out / "finetune_state.pt"),
-                         progress=progress)
+                         progress=progress, report=best)
+        if args.val_every:
+            summary["finetune_best"] = best
         save_compressed(final, final_path, "finetuned")
         times["finetune"] = times.get("finetune", 0.0) + time.time() - started
     summary.update({"params": count_parameters(final), "gmacs_96": count_macs(final, (96, 96)) / 1e9,
-                    "val_psnr": _validation_psnr(final, data)})
+                    "val_psnr": validation_psnr(final, data)})
     save_summary()
     print(f"{final_path}: {name} x{scale}, {summary['params']:,} parameters "
           f"({summary['params'] / summary['original_params']:.1%} of the original), "
