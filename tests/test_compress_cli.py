@@ -80,6 +80,37 @@ def test_search_only_writes_candidate_widths_and_stops(setup):
     assert not (out / "pruned.safetensors").exists()
 
 
+def test_budgeted_search_records_how_far_it_moved_and_keeps_the_uniform_cost(setup, capsys):
+    from dualsr.compress.baselines import scaled_widths
+    from dualsr.compress.layers import rebuild
+    from dualsr.compress.search import BUDGET_FRACTIONS
+    from dualsr.profile import count_parameters
+
+    root, hr, weights = setup
+    out = root / "budget"
+    assert main(_common(weights, hr, out) + ["--method", "drc", "--search-only", "--search-steps", "3",
+                                             "--alpha-lr", "auto", "--temperature", "0.5",
+                                             "--budget-weight", "10"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["search_config"]["alpha_lr"] == pytest.approx(1.0)  # 3e-4 * 10000 / 3
+    assert summary["search_config"]["fractions"] == list(BUDGET_FRACTIONS)
+    moved = summary["search_movement"]
+    assert moved["top_probability_mean"] > moved["uniform_probability_mean"]
+    model = create_model("drn-t", 4)
+    widths = read_widths_file(out / "widths.txt")
+    assert all(w in candidate_widths(layer.full, 0.5, BUDGET_FRACTIONS)
+               for w, layer in zip(widths, prunable_layers(model)))
+    target = count_parameters(rebuild(model, scaled_widths(prunable_layers(model), 0.5)))
+    assert moved["target_cost"] == target and count_parameters(rebuild(model, widths)) <= target
+    for bad, message in ((["--alpha-lr", "fast"], "--alpha-lr must be a number or auto"),
+                         (["--temperature", "0"], "--temperature must be > 0"),
+                         (["--budget-weight", "-1"], "--budget-weight must be >= 0")):
+        capsys.readouterr()
+        assert main(_common(weights, hr, root / "bad_search") + ["--method", "drc", *bad]) == 2
+        err = capsys.readouterr().err.strip()
+        assert message in err and len(err.splitlines()) == 1
+
+
 def test_wrong_width_file_is_a_one_line_error(setup, capsys):
     root, hr, weights = setup
     bad = root / "bad.txt"

@@ -50,6 +50,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="lambda in search and pruning only (default: --dual-weight); 0 = the no-dual ablation")
     parser.add_argument("--search-steps", type=int, default=200, help="alpha+weight step pairs (default 200)")
     parser.add_argument("--second-order", action="store_true", help="second-order (unrolled) DARTS alpha step")
+    parser.add_argument("--alpha-lr", default="3e-4", metavar="LR|auto",
+                        help="Adam rate of the architecture logits (default 3e-4, the paper's); auto: "
+                             "3e-4 * 10000 / --search-steps (at least 3e-4), so that short searches move them as far")
+    parser.add_argument("--temperature", type=float, default=1.0,
+                        help="softmax temperature of the candidate probabilities (default 1)")
+    parser.add_argument("--budget-weight", type=float, default=0.0,
+                        help="> 0: penalise the expected cost's distance from the uniform model's at --rate, and fit "
+                             "the searched widths to that cost (default 0: the paper's search)")
+    parser.add_argument("--budget-cost", choices=("params", "macs"), default="params",
+                        help="what --budget-weight budgets: parameters or MACs at LR 96x96 (default params)")
+    parser.add_argument("--search-fractions", type=float, nargs="+", metavar="P",
+                        help="candidate widths as fractions of the kept width (1 - rate) x full (default "
+                             "0.5 0.6 ... 1.0; with --budget-weight: 0.6 0.8 1.0 1.2 1.4)")
     parser.add_argument("--finetune-steps", type=int, default=500, help="fine-tuning steps (default 500)")
     parser.add_argument("--finetune-lr", type=float, default=1e-4, help="fine-tuning Adam lr (default 1e-4)")
     parser.add_argument("--distill", nargs="?", const="feature", choices=("feature", "output"), default=None,
@@ -128,6 +141,19 @@ def _check_arguments(args: argparse.Namespace) -> list[Path]:
                           ("--distill-weight", args.distill_weight)):
         if value is not None and not value >= 0:
             raise CommandError(f"{option} must be >= 0, got {value}")
+    if args.alpha_lr != "auto":
+        try:
+            alpha_lr = float(args.alpha_lr)
+        except ValueError:
+            raise CommandError(f"--alpha-lr must be a number or auto, got {args.alpha_lr!r}") from None
+        if not alpha_lr > 0:
+            raise CommandError(f"--alpha-lr must be > 0, got {args.alpha_lr}")
+    if not args.temperature > 0:
+        raise CommandError(f"--temperature must be > 0, got {args.temperature}")
+    if not args.budget_weight >= 0:
+        raise CommandError(f"--budget-weight must be >= 0, got {args.budget_weight}")
+    if args.search_fractions is not None and not all(0 < f <= 10 for f in args.search_fractions):
+        raise CommandError(f"--search-fractions must be in (0, 10], got {args.search_fractions}")
     if not args.finetune_lr > 0:
         raise CommandError(f"--finetune-lr must be > 0, got {args.finetune_lr}")
     if not args.progress_every >= 0:
@@ -212,7 +238,14 @@ def _run(args: argparse.Namespace) -> int:
     from dualsr.compress.finetune import FinetuneConfig, distill_point, finetune, validation_psnr
     from dualsr.compress.layers import current_widths, prunable_layers, rebuild
     from dualsr.compress.prune import PruneConfig, dr_prune
-    from dualsr.compress.search import SearchConfig, layer_candidates, search_widths
+    from dualsr.compress.search import (
+        BUDGET_FRACTIONS,
+        FRACTIONS,
+        SearchConfig,
+        auto_alpha_lr,
+        layer_candidates,
+        search_widths,
+    )
     from dualsr.models import create_dual
     from dualsr.profile import count_macs, count_parameters
 
@@ -252,8 +285,9 @@ def _run(args: argparse.Namespace) -> int:
     except Exception as exc:  # a torn or foreign file
         raise CommandError(f"{out / 'search_state.pt'}: unreadable ({type(exc).__name__}); delete it to search "
                            "again") from None
+    fractions = tuple(args.search_fractions or (BUDGET_FRACTIONS if args.budget_weight else FRACTIONS))
     if args.method == "drc" and search_state is not None:
-        candidates = [layer_candidates(layer, args.rate) for layer in prunable_layers(model)]
+        candidates = [layer_candidates(layer, args.rate, fractions) for layer in prunable_layers(model)]
         if search_state.get("candidates") != candidates:
             raise CommandError(f"{out / 'search_state.pt'}: made for another model or --rate; delete it to search "
                                "again or use another --out")
@@ -311,12 +345,20 @@ def _run(args: argparse.Namespace) -> int:
         log(f"widths from {widths_path} (stage done)")
     elif args.method == "drc":
         started = time.time()
+        alpha_lr = auto_alpha_lr(args.search_steps) if args.alpha_lr == "auto" else float(args.alpha_lr)
         config = SearchConfig(rate=args.rate, steps=args.search_steps, batch_size=args.batch_size,
-                              dual_weight=search_lambda, second_order=args.second_order, seed=args.seed)
-        log(f"searching widths ({config.steps} steps, {'second' if config.second_order else 'first'}-order)")
+                              dual_weight=search_lambda, second_order=args.second_order, seed=args.seed,
+                              alpha_lr=alpha_lr, temperature=args.temperature, budget_weight=args.budget_weight,
+                              cost=args.budget_cost, fractions=fractions)
+        log(f"searching widths ({config.steps} steps, {'second' if config.second_order else 'first'}-order, "
+            f"alpha lr {alpha_lr:.3g}" + (f", {config.cost} budget" if config.budget_weight else "") + ")")
         widths, search = search_widths(copy.deepcopy(model), copy.deepcopy(duals), data, config,
                                        state_path=str(out / "search_state.pt"), progress=progress)
         summary["search_probabilities"] = search.probabilities()
+        summary["search_movement"] = search.movement()
+        summary["search_config"] = {"alpha_lr": alpha_lr, "temperature": args.temperature,
+                                    "budget_weight": args.budget_weight, "budget_cost": args.budget_cost,
+                                    "fractions": list(fractions)}
         times["search"] = times.get("search", 0.0) + time.time() - started
     elif budget_widths is not None:
         with torch.device("meta"):

@@ -9,9 +9,18 @@ Alpha steps (Adam lr 3e-4, weight decay 1e-3) use one half of the training image
 the other; both minimise the dual-regression loss. First-order DARTS by default; `second_order`
 uses the unrolled step with the finite-difference Hessian-vector product of DARTS.
 The result is K_l at argmax alpha_l for each layer: a width config.
+
+Beyond the paper (off by default): a softmax temperature; `auto_alpha_lr`, which scales the
+alpha rate to the number of steps (at CPU budgets the paper's 3e-4 leaves the probabilities where
+they started); and a budget: with `budget_weight` > 0 the alpha loss adds
+budget_weight * (E[cost] / target - 1)^2, E[cost] exact from `dualsr.compress.cost`, target the
+cost of uniform widths (1 - rate) x full, over candidates that reach above that width
+(BUDGET_FRACTIONS), and the argmax is fitted to the target (`fit_to_budget`), so searched and
+uniform widths compare at equal cost.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from typing import Sequence
 
@@ -30,6 +39,8 @@ from dualsr.compress.layers import (
 from dualsr.models.spec import PrunableLayer
 
 FRACTIONS = (0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
+# with a budget the candidates reach above the uniform width, so that a layer can gain what another gives up
+BUDGET_FRACTIONS = (0.6, 0.8, 1.0, 1.2, 1.4)
 
 
 def round4(value: float) -> int:
@@ -65,6 +76,25 @@ class SearchConfig:
     fractions: tuple = FRACTIONS
     seed: int = 0
     save_every: int = 50
+    # softmax(alpha / temperature): below 1 sharpens the candidate distribution for the same logits
+    temperature: float = 1.0
+    # > 0: the alpha loss adds budget_weight * (E[cost] / target - 1)^2, target = the cost of uniform
+    # widths at (1 - rate), and the argmax widths are then fitted to that budget (`fit_to_budget`), so
+    # the search trades channels between layers at the uniform model's cost. 0: the paper's search.
+    budget_weight: float = 0.0
+    cost: str = "params"  # params | macs (at LR 96x96), see dualsr.compress.cost
+
+    def __post_init__(self):
+        if not self.temperature > 0:
+            raise ValueError(f"temperature must be > 0, got {self.temperature}")
+        if not self.budget_weight >= 0:
+            raise ValueError(f"budget_weight must be >= 0, got {self.budget_weight}")
+
+
+def auto_alpha_lr(steps: int, darts_lr: float = 3e-4, darts_steps: int = 10_000) -> float:
+    """An alpha learning rate for a search of `steps` steps: Adam moves a logit by about lr per step,
+    so lr * steps is kept at DARTS' (3e-4 over ~10^4 steps, a logit range of about 3); never below 3e-4."""
+    return max(darts_lr, darts_lr * darts_steps / max(1, steps))
 
 
 def _nested_mask(norms: torch.Tensor, candidates: torch.Tensor, probabilities: torch.Tensor,
@@ -101,6 +131,28 @@ class WidthSearch:
             self.weights += [p for p in duals.parameters() if p.requires_grad]
         self.weight_optimizer = torch.optim.Adam(self.weights, lr=config.weight_lr)
         self.step = 0
+        self.cost = self.target = None
+        if config.budget_weight > 0:
+            from dualsr.compress.baselines import scaled_widths
+            from dualsr.compress.cost import WidthCost
+
+            self.cost = WidthCost.fit(model, config.cost)
+            self.target = float(self.cost(torch.tensor(scaled_widths(self.layers, 1 - config.rate),
+                                                       dtype=torch.float64)))
+
+    def _softmax(self, alpha: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(alpha / self.config.temperature, dim=0)
+
+    def expected_widths(self) -> torch.Tensor:
+        """E[K_l] under the current candidate probabilities (differentiable w.r.t. the alphas)."""
+        return torch.stack([(self._softmax(alpha).double() * torch.tensor(cands, dtype=torch.float64)).sum()
+                            for alpha, cands in zip(self.alphas, self.candidates)])
+
+    def budget_penalty(self) -> torch.Tensor:
+        """budget_weight * (E[cost] / target - 1)^2 (zero without a budget)."""
+        if self.cost is None:
+            return torch.zeros((), dtype=torch.float64)
+        return self.config.budget_weight * (self.cost(self.expected_widths()) / self.target - 1.0) ** 2
 
     def masks(self) -> list[torch.Tensor]:
         """The current soft masks, differentiable w.r.t. the alphas."""
@@ -108,7 +160,7 @@ class WidthSearch:
         for layer, alpha, cands in zip(self.layers, self.alphas, self.candidates):
             norms = consumer_l1_norms(self.model, layer)
             k = torch.tensor(cands, device=norms.device)
-            masks.append(_nested_mask(norms, k, torch.softmax(alpha, dim=0), head_count(layer)))
+            masks.append(_nested_mask(norms, k, self._softmax(alpha), head_count(layer)))
         return masks
 
     def loss(self, pyramid: Sequence[torch.Tensor]) -> torch.Tensor:
@@ -117,12 +169,34 @@ class WidthSearch:
             return objective(self.model, self.duals, pyramid, self.config.dual_weight)["total"]
 
     def widths(self) -> list[int]:
-        """K_l at argmax alpha_l for each layer."""
-        return [cands[int(torch.argmax(alpha.detach()))] for alpha, cands in zip(self.alphas, self.candidates)]
+        """K_l at argmax alpha_l for each layer; with a budget, then fitted to it (`fit_to_budget`)."""
+        picks = [int(torch.argmax(alpha.detach())) for alpha in self.alphas]
+        if self.cost is not None:
+            picks = fit_to_budget(picks, self.candidates, [self._softmax(a.detach()) for a in self.alphas],
+                                  self.cost, self.target)
+        return [cands[i] for i, cands in zip(picks, self.candidates)]
 
     def probabilities(self) -> list[list[float]]:
-        """softmax(alpha_l) per layer, for logs and reports."""
-        return [torch.softmax(a.detach(), 0).tolist() for a in self.alphas]
+        """softmax(alpha_l / temperature) per layer, for logs and reports."""
+        return [self._softmax(a.detach()).tolist() for a in self.alphas]
+
+    def movement(self) -> dict:
+        """How far the search moved from its (near-uniform) start: the largest probability per layer
+        (min, mean, max over layers) next to 1 / candidates, and the mean normalised entropy (1 = uniform)."""
+        tops, entropies, uniform = [], [], []
+        for p in self.probabilities():
+            p = torch.tensor(p, dtype=torch.float64)
+            tops.append(float(p.max()))
+            uniform.append(1.0 / len(p))
+            entropies.append(float(-(p * p.clamp_min(1e-12).log()).sum() / math.log(len(p))) if len(p) > 1 else 0.0)
+        out = {"top_probability_min": min(tops), "top_probability_mean": sum(tops) / len(tops),
+               "top_probability_max": max(tops), "uniform_probability_mean": sum(uniform) / len(uniform),
+               "normalised_entropy_mean": sum(entropies) / len(entropies)}
+        if self.cost is not None:
+            out.update({"cost": self.config.cost, "target_cost": self.target,
+                        "expected_cost": float(self.cost(self.expected_widths().detach())),
+                        "cost_of_widths": float(self.cost(torch.tensor(self.widths(), dtype=torch.float64)))})
+        return out
 
     def weight_step(self, pyramid: Sequence[torch.Tensor]) -> float:
         """One step of the model (and dual) weights on a batch of the weight half."""
@@ -140,6 +214,9 @@ class WidthSearch:
             grads = torch.autograd.grad(loss, self.alphas)
         else:
             loss, grads = self._unrolled_alpha_grads(arch_batch, weight_batch)
+        if self.cost is not None:
+            penalty_grads = torch.autograd.grad(self.budget_penalty(), self.alphas)
+            grads = [g + pg.to(g.dtype) for g, pg in zip(grads, penalty_grads)]
         for alpha, grad in zip(self.alphas, grads):
             alpha.grad = grad
         self.alpha_optimizer.step()
@@ -201,6 +278,52 @@ class WidthSearch:
             self.duals.load_state_dict(state["duals"])
         self.alpha_optimizer.load_state_dict(state["alpha_optimizer"])
         self.weight_optimizer.load_state_dict(state["weight_optimizer"])
+
+
+def fit_to_budget(picks: list[int], candidates: list[list[int]], probabilities: list[torch.Tensor],
+                  cost, target: float) -> list[int]:
+    """Move candidate indices until the cost is at most `target` and no single move up still fits.
+
+    Down (while over budget): the move that gives up the least log-probability per unit of cost
+    saved. Up (while a move fits): the one that gains the most log-probability per unit of cost
+    added, then the cheapest, so the result spends the budget as the searched distribution prefers.
+    """
+    picks = list(picks)
+
+    def total(p: list[int]) -> float:
+        return float(cost(torch.tensor([c[i] for i, c in zip(p, candidates)], dtype=torch.float64)))
+
+    def logp(layer: int, index: int) -> float:
+        return math.log(max(float(probabilities[layer][index]), 1e-12))
+
+    current = total(picks)
+    while current > target:
+        moves = []
+        for l, i in enumerate(picks):
+            if i > 0:
+                trial = picks[:l] + [i - 1] + picks[l + 1:]
+                saved = current - total(trial)
+                if saved > 0:
+                    moves.append(((logp(l, i) - logp(l, i - 1)) / saved, l))
+        if not moves:
+            break
+        _, l = min(moves)
+        picks[l] -= 1
+        current = total(picks)
+    while True:
+        moves = []
+        for l, i in enumerate(picks):
+            if i + 1 < len(candidates[l]):
+                trial = picks[:l] + [i + 1] + picks[l + 1:]
+                added = total(trial) - current
+                if current + added <= target and added > 0:
+                    moves.append((-(logp(l, i + 1) - logp(l, i)) / added, added, l))
+        if not moves:
+            break
+        _, _, l = min(moves)
+        picks[l] += 1
+        current = total(picks)
+    return picks
 
 
 def search_widths(model: nn.Module, duals: nn.ModuleList | None, data: CompressData, config: SearchConfig,
