@@ -237,3 +237,18 @@ def test_default_weights_come_from_the_file_metadata(tmp_path, monkeypatch):
     assert from_metadata.config == {"n_blocks": 2, "n_feats": 4, "widths": None}
     upscaler = Upscaler()  # no model given: the shipped one, loaded strictly
     assert upscaler.name == "drn-t" and upscaler.model.n_blocks == 2
+
+
+def test_default_model_is_chosen_by_scale(tmp_path, monkeypatch):
+    import dualsr.weights as shipped_weights
+
+    monkeypatch.setattr(shipped_weights, "WEIGHTS_DIR", tmp_path)
+    monkeypatch.setattr(shipped_weights, "DEFAULTS", {4: "small_x4", 2: "small_x2"})
+    save_weights(create_model("drn-t", 4, n_blocks=1, n_feats=4), tmp_path / "small_x4.safetensors")
+    save_weights(create_model("drn-t", 2, n_blocks=2, n_feats=4), tmp_path / "small_x2.safetensors")
+    assert Upscaler().scale == 4  # no scale asked for: x4
+    x2 = Upscaler(scale=2)
+    assert x2.scale == 2 and x2.model.n_blocks == 2
+    assert Upscaler("drn-t", scale=2).model.n_blocks == 2  # a name that matches the default needs no weights
+    with pytest.raises(FileNotFoundError, match="no default model ships for x3"):
+        Upscaler(scale=3)

@@ -56,7 +56,7 @@ def _weights(args: argparse.Namespace) -> str:
     from dualsr.weights import DefaultWeightsMissing, default_weights
 
     try:
-        return str(default_weights().path)
+        return str(default_weights(args.scale).path)
     except DefaultWeightsMissing as exc:
         raise CommandError(str(exc)) from None
 

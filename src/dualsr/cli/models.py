@@ -19,13 +19,15 @@ def model_rows() -> list[dict]:
     from dualsr.weights import shipped_weights
 
     shipped = {(w.model, w.scale): w for w in shipped_weights()}
-    try:
-        from dualsr.weights import default_weights
+    from dualsr.weights import DEFAULTS, default_weights
 
-        default = default_weights()
-        default_key = (default.model, default.scale)
-    except FileNotFoundError:
-        default_key = None
+    default_keys = set()
+    for scale in DEFAULTS:
+        try:
+            default = default_weights(scale)
+        except FileNotFoundError:
+            continue
+        default_keys.add((default.model, default.scale))
     rows = []
     for name in list_models():
         spec = get_spec(name)
@@ -37,7 +39,7 @@ def model_rows() -> list[dict]:
                 "model": name, "scale": scale, "params": params,
                 "shipped": weights.path.name if weights else None,
                 "shipped_params": None,
-                "default": (name, scale) == default_key,
+                "default": (name, scale) in default_keys,
                 "tiling": _TILING[spec.tiling],
                 "prunable": spec.prunable,
             })

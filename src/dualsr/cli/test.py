@@ -136,11 +136,9 @@ def _load_model(args: argparse.Namespace):
         from dualsr.weights import DefaultWeightsMissing, default_weights
 
         try:
-            shipped = default_weights()
+            shipped = default_weights(args.scale)
         except DefaultWeightsMissing as exc:
             raise CommandError(str(exc)) from None
-        if args.scale is not None and shipped.scale != args.scale:
-            raise CommandError(f"the default model is x{shipped.scale}; use --scale {shipped.scale}")
         name, weights = shipped.model, weights or shipped.path
     if not weights:
         raise CommandError(f"--weights FILE is required for model {name!r} (or use --model default / bicubic)")

@@ -146,11 +146,9 @@ def _resolve_model(model, weights, scale, config) -> tuple[nn.Module, int, str]:
     if weights is None:
         from dualsr.weights import default_weights
 
-        shipped = default_weights()
+        shipped = default_weights(scale)  # the default for this scale (x4 when none is asked for)
         if model is not None and get_spec(model).name != shipped.model:
             raise WeightsRequiredError(get_spec(model).name, shipped.model)
-        if scale is not None and scale != shipped.scale:
-            raise ValueError(f"the default model is x{shipped.scale}; for x{scale} give a model and weights")
         weights = shipped.path
     loaded = load(weights, name=model, scale=scale, **config)
     return loaded.model, loaded.scale, loaded.name

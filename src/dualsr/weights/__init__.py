@@ -1,7 +1,7 @@
 """The small models this project trained and ships inside the package.
 
-`default_weights()` names the model that `dualsr upscale` and `dualsr.Upscaler()` use when no model
-is given. The file is a dualsr safetensors file: its own metadata names the model, the scale and
+`default_weights(scale)` names the model that `dualsr upscale` and `dualsr.Upscaler()` use when no
+model is given: one per scale in `DEFAULTS` (x4 when no scale is asked for). The file is a dualsr safetensors file: its own metadata names the model, the scale and
 the architecture config, so `dualsr.checkpoint.load` rebuilds it like any other file.
 """
 from __future__ import annotations
@@ -10,7 +10,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 WEIGHTS_DIR = Path(__file__).resolve().parent
-DEFAULT_STEM = "drn_t_x4"
+DEFAULT_SCALE = 4
+DEFAULTS = {4: "drn_t_x4"}  # scale -> file stem in this folder
+DEFAULT_STEM = DEFAULTS[DEFAULT_SCALE]
 
 
 @dataclass(frozen=True)
@@ -37,8 +39,15 @@ def _described(path: Path) -> DefaultWeights | None:
     return DefaultWeights(path=path, model=found.name, scale=found.scale, config=dict(found.config))
 
 
-def default_weights(stem: str = DEFAULT_STEM) -> DefaultWeights:
-    """The shipped default model: its weights path, registry name, scale and architecture config."""
+def default_weights(scale: int | None = None, stem: str | None = None) -> DefaultWeights:
+    """The shipped default model for `scale` (None: x4): weights path, registry name, scale, config."""
+    if stem is None:
+        scale = DEFAULT_SCALE if scale is None else int(scale)
+        if scale not in DEFAULTS:
+            shipped = ", ".join(f"x{s}" for s in sorted(DEFAULTS))
+            raise DefaultWeightsMissing(f"no default model ships for x{scale} (defaults: {shipped}); give a model "
+                                        "and weights (e.g. --weights rlfn_x2.pth)")
+        stem = DEFAULTS[scale]
     path = WEIGHTS_DIR / f"{stem}.safetensors"
     if not path.is_file():
         raise DefaultWeightsMissing(
@@ -68,5 +77,5 @@ def shipped_weights() -> list[DefaultWeights]:
     return found
 
 
-__all__ = ["DEFAULT_STEM", "DefaultWeights", "DefaultWeightsMissing", "WEIGHTS_DIR", "default_weights",
+__all__ = ["DEFAULTS", "DEFAULT_SCALE", "DEFAULT_STEM", "DefaultWeights", "DefaultWeightsMissing", "WEIGHTS_DIR", "default_weights",
            "shipped_weights"]
