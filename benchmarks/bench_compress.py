@@ -23,7 +23,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _report import machine_line, write_section  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-VARIANTS = ("drc", "drc_nodual", "l1", "random", "uniform")
+VARIANTS = ("drc", "drc_nodual", "l1", "random", "uniform", "uniform_dr", "drc_distill", "l1_distill")
+DEFAULT_VARIANTS = ("drc", "drc_nodual", "l1", "random", "uniform")
+# uniform_dr: uniform widths at DRC's budget (the uniform variant's widths.txt), pruned by DR pruning like
+# drc, so that searched and uniform widths differ in the widths only; *_distill: fine-tuned with --distill
 
 
 def _compress(args, variant: str, seed: int, root: Path) -> list[str]:
@@ -40,15 +43,22 @@ def _compress(args, variant: str, seed: int, root: Path) -> list[str]:
         cmd += ["--duals", args.duals]
     elif variant != "drc":
         cmd += ["--duals", str(drc / "duals.safetensors")]  # every variant starts from the same duals
+    search = shlex.split(args.search_flags)
     if variant == "drc":
-        cmd += ["--method", "drc"]
+        cmd += ["--method", "drc", *search]
     elif variant == "drc_nodual":
-        cmd += ["--method", "drc", "--search-dual-weight", "0"]
+        cmd += ["--method", "drc", "--search-dual-weight", "0", *search]
     elif variant in ("l1", "random"):
         cmd += ["--method", variant, "--widths", str(drc / "widths.txt")]
-    else:
+    elif variant == "uniform":
         cmd += ["--method", "uniform", "--budget-from", str(drc / "widths.txt")]
-    return cmd
+    elif variant == "uniform_dr":
+        cmd += ["--method", "drc", "--widths", str(root / f"seed{seed}" / "uniform" / "widths.txt")]
+    elif variant == "drc_distill":
+        cmd += ["--method", "drc", "--widths", str(drc / "widths.txt"), "--distill", args.distill]
+    else:  # l1_distill
+        cmd += ["--method", "l1", "--widths", str(drc / "widths.txt"), "--distill", args.distill]
+    return cmd + shlex.split(args.finetune_flags)
 
 
 def _evaluate(path: Path, sets: list[Path], scale: int) -> dict:
@@ -69,7 +79,14 @@ def main() -> int:
     parser.add_argument("--sets", nargs="+", default=["Set5", "Set14", "B100"])
     parser.add_argument("--rate", type=float, default=0.4)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
-    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
+    parser.add_argument("--variants", nargs="+", default=list(DEFAULT_VARIANTS), choices=VARIANTS,
+                        help="run in this order (uniform_dr needs uniform first; *_distill reuse drc's widths)")
+    parser.add_argument("--search-flags", default="", help="extra `dualsr compress` flags of the DRC searches, "
+                        "e.g. '--alpha-lr auto --budget-weight 10 --budget-cost macs'")
+    parser.add_argument("--finetune-flags", default="", help="extra flags of every variant's fine-tuning, "
+                        "e.g. '--finetune-schedule cosine --val-every 250'")
+    parser.add_argument("--distill", choices=("feature", "output"), default="output",
+                        help="distillation of the *_distill variants (default output)")
     parser.add_argument("--search-steps", type=int, default=100)
     parser.add_argument("--finetune-steps", type=int, default=200)
     parser.add_argument("--batch-size", type=int, default=4)
@@ -117,7 +134,8 @@ def main() -> int:
             pruned = _evaluate(out / "pruned.safetensors", sets[:1], args.scale)
             rows.append({"variant": variant, "seed": seed, "params": summary["params"], "gmacs": summary["gmacs_96"],
                          "scores": scores, "pruned_set5": next(iter(pruned.values()))[0],
-                         "seconds": summary["seconds"], "wall": time.time() - started})
+                         "seconds": summary["seconds"], "wall": time.time() - started,
+                         "movement": summary.get("search_movement")})
             print(json.dumps(rows[-1]), flush=True)
             results_path.write_text(json.dumps({"base": base, "rows": rows}, indent=1))
             _report(args, sets, base, base_info, rows, commands)
@@ -141,6 +159,17 @@ def _report(args, sets, base, base_info, rows, commands) -> None:
                      f"{r['gmacs']:.2f} | " + " | ".join(f"{r['scores'][n][0]:.2f} / {r['scores'][n][1]:.4f}"
                                                          for n in set_names)
                      + f" | {r['pruned_set5']:.2f} | {stage} |")
+    moved = [r for r in rows if r.get("movement")]
+    if moved:
+        lines += ["", "How far each search moved (softmax over the candidates of each layer; 1/candidates is where "
+                      "it starts):", "",
+                  "| variant | seed | largest probability per layer: min / mean / max | 1 / candidates (mean) | "
+                  "mean normalised entropy |", "|---|---|---|---|---|"]
+        for r in moved:
+            m = r["movement"]
+            lines.append(f"| {r['variant']} | {r['seed']} | {m['top_probability_min']:.2f} / "
+                         f"{m['top_probability_mean']:.2f} / {m['top_probability_max']:.2f} | "
+                         f"{m['uniform_probability_mean']:.2f} | {m['normalised_entropy_mean']:.3f} |")
     means = ["", "Mean over the seeds measured so far (PSNR, dB):", "",
              "| variant | seeds | " + " | ".join(set_names) + " |", "|---|---|" + "---|" * len(set_names)]
     for variant in args.variants:
@@ -155,8 +184,9 @@ def _report(args, sets, base, base_info, rows, commands) -> None:
         f"{', '.join(Path(d).name for d in args.data)}; search {args.search_steps} steps, DR pruning "
         f"{args.channels_per_step} channel(s) per step, fine-tuning {args.finetune_steps} steps for every variant, "
         f"batch {args.batch_size}, HR patches {args.gt_size}px. l1/random use DRC's searched widths of the same "
-        f"seed; uniform matches DRC's parameter count. drc_nodual: lambda = 0 in search and pruning "
-        f"(fine-tuning keeps lambda = 0.1). Stage times are wall seconds on a CPU shared with other jobs.",
+        f"seed; uniform matches DRC's parameter count (uniform_dr: those uniform widths, DR-pruned like drc). "
+        f"drc_nodual: lambda = 0 in search and pruning (fine-tuning keeps lambda = 0.1); *_distill: "
+        f"`--distill {args.distill}` at drc's widths. Stage times are wall seconds on a CPU shared with other jobs.",
         f"Machine: {machine_line()}." + (f" {args.note}" if args.note else ""),
         "",
         *lines,
