@@ -62,6 +62,29 @@ class SetScore:
         return data
 
 
+@torch.no_grad()
+def held_out_psnr(model: nn.Module, pairs: Sequence[tuple[str, torch.Tensor, torch.Tensor]], crop_border: int,
+                  device: torch.device | None = None, memory_format: torch.memory_format | None = None) -> float | None:
+    """Mean Y-PSNR of `model` on held-out (name, LR, HR) training pairs (validation, checkpoint choice).
+
+    The same scoring as the benchmarks (SR rounded to uint8, BT.601 Y, `crop_border` shaved); the
+    model's train/eval mode is restored. None without any pair.
+    """
+    from dualsr.metrics import psnr
+
+    if not pairs:
+        return None
+    was_training = model.training
+    model.eval()
+    scores = []
+    for _name, lr, hr in pairs:
+        if device is not None:
+            lr = lr.to(device, memory_format=memory_format or torch.contiguous_format)
+        scores.append(float(psnr(sr_image(model, lr).float().cpu(), hr, crop_border=crop_border, y_channel=True)))
+    model.train(was_training)
+    return sum(scores) / len(scores)
+
+
 def _dihedral(x: torch.Tensor, index: int) -> torch.Tensor:
     """The index-th of the 8 flips/transposes of (N, C, H, W) images."""
     if index & 1:

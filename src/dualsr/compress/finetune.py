@@ -72,18 +72,10 @@ class _InputMeans:
 
 
 def validation_psnr(model: nn.Module, data: CompressData) -> float | None:
-    """Mean PSNR (Y, uint8-rounded SR) on the held-out training images, or None without any."""
-    from dualsr.metrics import psnr, quantize_uint8
-    from dualsr.models import sr_image
+    """Mean PSNR (Y, uint8-rounded SR, border = scale) on the held-out training images, or None."""
+    from dualsr.evaluate import held_out_psnr
 
-    if not data.val:
-        return None
-    was_training = model.training
-    model.eval()
-    with torch.no_grad():
-        values = [psnr(quantize_uint8(sr_image(model, lr)[0]), hr[0], data.scale) for _name, lr, hr in data.val]
-    model.train(was_training)
-    return sum(values) / len(values)
+    return held_out_psnr(model, data.val, data.scale)
 
 
 def _rate(config: FinetuneConfig, step: int) -> float:

@@ -31,7 +31,6 @@ from dualsr.config import ConfigError, dump_config
 from dualsr.data.datasets import (
     PatchSampler, build_image_cache, build_pyramid_cache, find_images, split_holdout, validation_pairs,
 )
-from dualsr.models.spec import sr_image
 from dualsr.progress import Progress, format_duration, format_rate, is_terminal
 from dualsr.progress import write as write_line
 from dualsr.train import distributed as D
@@ -40,12 +39,6 @@ from dualsr.train.state import capture_rng, latest_state, list_states, load_stat
 from dualsr.train.step import PrimalDualStep, make_optimizer
 
 log = logging.getLogger("dualsr.train")
-
-
-def _psnr_y(sr: torch.Tensor, hr: torch.Tensor, crop_border: int) -> float:
-    from dualsr.metrics import psnr
-
-    return float(psnr(sr, hr, crop_border=crop_border, y_channel=True))
 
 
 class Trainer:
@@ -327,16 +320,11 @@ class Trainer:
     @torch.no_grad()
     def validate(self) -> float:
         """Mean Y-PSNR (crop_border = scale by default) of the held-out training images."""
-        model = self.model
-        was_training = model.training
-        model.eval()
-        crop = int(self.config["val"]["crop_border"])
-        scores = []
-        for _, lr, hr in self.val_pairs:
-            sr = sr_image(model, lr.to(self.device, memory_format=self.memory_format))
-            scores.append(_psnr_y(sr.float().cpu(), hr, crop))
-        model.train(was_training)
-        return sum(scores) / max(1, len(scores))
+        from dualsr.evaluate import held_out_psnr
+
+        score = held_out_psnr(self.model, self.val_pairs, int(self.config["val"]["crop_border"]),
+                              self.device, self.memory_format)
+        return 0.0 if score is None else score
 
     # ------------------------------------------------------------------ loop
     def _autocast(self):
