@@ -303,3 +303,21 @@ def test_finetune_cosine_schedule_and_best_held_out_selection():
     assert len(scores) == 8 and report["best_step"] == 1 + scores.index(max(scores))
     assert report["best_step"] != 8, "retune: the last step happened to be the best"
     assert validation_psnr(out, data) == pytest.approx(report["best_val_psnr"], abs=1e-9)
+
+
+def test_channels_last_finetuning_matches_the_default_layout():
+    torch.manual_seed(0)
+    model = _tiny("rlfn")
+    duals = create_dual(model)
+    data = _data(torch.float32)
+    runs = []
+    for channels_last in (False, True):
+        m, d = copy.deepcopy(model), copy.deepcopy(duals)
+        finetune(m, d, data, FinetuneConfig(steps=3, batch_size=2, channels_last=channels_last), teacher=model)
+        runs.append(m)
+        assert all(p.is_contiguous() for p in m.parameters())  # handed back in the default layout
+    probe = data.all.batch(10_000, 0, 2)[0]
+    with torch.no_grad():
+        a, b = runs[0](probe), runs[1](probe)
+    assert not torch.equal(runs[0](probe), model(probe))
+    assert (a - b).abs().max() < 1e-2  # same training up to float reassociation in the convolutions

@@ -72,6 +72,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--distill-weight", type=float, default=1.0, help="weight of the distillation term (default 1)")
     parser.add_argument("--finetune-schedule", choices=("constant", "cosine"), default="constant",
                         help="fine-tuning learning rate: constant (DRC's, default) or cosine to 1e-6")
+    parser.add_argument("--channels-last", action="store_true",
+                        help="fine-tune in channels-last memory layout (faster convolutions on CPUs with oneDNN)")
     parser.add_argument("--val-every", type=int, default=0, metavar="STEPS",
                         help="score on the held-out training images every STEPS fine-tuning steps and keep the "
                              "best weights (default 0: the last ones)")
@@ -408,7 +410,7 @@ def _run(args: argparse.Namespace) -> int:
         config = FinetuneConfig(steps=args.finetune_steps, batch_size=args.batch_size, lr=args.finetune_lr,
                                 dual_weight=args.dual_weight, distill=args.distill or "feature",
                                 distill_weight=args.distill_weight, schedule=args.finetune_schedule,
-                                val_every=args.val_every)
+                                val_every=args.val_every, channels_last=args.channels_last)
         log(f"fine-tuning ({config.steps} steps" + (f", {args.distill} distillation" if args.distill else "") + ")")
         best: dict = {}
         final = finetune(pruned, duals if args.dual_weight else None, data, config,

@@ -39,6 +39,7 @@ class FinetuneConfig:
     schedule: str = "constant"  # constant | cosine
     eta_min: float = 1e-6  # the last rate of the cosine schedule
     val_every: int = 0  # > 0: score on the held-out images every that many steps, return the best
+    channels_last: bool = False  # oneDNN's convolutions train about 1.25x faster so on this CPU (RLFN x4)
     save_every: int = 100
 
     def __post_init__(self):
@@ -94,6 +95,10 @@ def finetune(model: nn.Module, duals: nn.ModuleList | None, data: CompressData, 
     With `config.val_every`, the model ends holding the best weights on the held-out images, and
     `report` (when given) receives {"best_val_psnr", "best_step"}.
     """
+    layout = torch.channels_last if config.channels_last else torch.contiguous_format
+    for module in (model, duals):
+        if module is not None:
+            module.to(memory_format=layout)
     params = [p for p in model.parameters()]
     if duals is not None:
         params += list(duals.parameters())
@@ -111,7 +116,7 @@ def finetune(model: nn.Module, duals: nn.ModuleList | None, data: CompressData, 
         step = int(state["step"])
         best = state.get("best", best)
     if teacher is not None:
-        teacher = copy.deepcopy(teacher).eval()
+        teacher = copy.deepcopy(teacher).eval().to(memory_format=layout)
         freeze(teacher)
     model.train()
     feature_distill = teacher is not None and config.distill == "feature"
@@ -121,7 +126,7 @@ def finetune(model: nn.Module, duals: nn.ModuleList | None, data: CompressData, 
         while step < config.steps:
             for group in optimizer.param_groups:
                 group["lr"] = _rate(config, step)
-            pyramid = data.all.batch(step, 0, config.batch_size)
+            pyramid = [t.contiguous(memory_format=layout) for t in data.all.batch(step, 0, config.batch_size)]
             if teacher is not None and config.distill == "output":
                 outputs = run_model(model, pyramid[0])
                 loss = dual_regression_loss(outputs, pyramid, duals, config.dual_weight,
@@ -158,6 +163,9 @@ def finetune(model: nn.Module, duals: nn.ModuleList | None, data: CompressData, 
                 hook.close()
     if best["model"] is not None:
         model.load_state_dict(best["model"])
+    for module in (model, duals):
+        if module is not None:
+            module.to(memory_format=torch.contiguous_format)
     model.eval()
     if report is not None:
         report.update({"best_val_psnr": best["psnr"], "best_step": best["step"]})
