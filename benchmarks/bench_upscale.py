@@ -168,9 +168,12 @@ def bench_tiling(extra: list[tuple[str, str]]) -> str:
         "over the whole image (one partial pass per attention layer, tile by tile); tiles are then",
         "exact up to float rounding once the padding covers the receptive radius (an upper bound",
         f"that each model's spec computes from its layers, the default `tile_pad`: {'; '.join(radii)} LR px).",
-        "RLFN has no channel attention but its ESA blocks pool with stride 3 and interpolate back,",
-        "which depends on the tile grid: its spec says its tiling is approximate, and",
-        "`Upscaler.exact_tiling` is False for it.",
+        "RLFN has no channel attention, but its ESA blocks pool with stride 6 (conv stride 2, max-pool",
+        "stride 3) and resample the coarse gate to the input's size, which depends on the window's size",
+        "and place. Its spec says tiling \"placed\": windows start at multiples of 6 and each ESA is told",
+        "where the window lies in the whole image, so it resamples as untiled; tiles are then exact at",
+        "the receptive radius. Its default `tile_pad` is smaller (the spec's `default_tile_pad`, 32):",
+        "that case is warned about as approximate, with the error in the rows above.",
     ])
 
 

@@ -48,3 +48,64 @@ def _mean_psnr_y(model, set_name: str, scale: int = 4) -> float:
 def test_rlfn_x4_scores_as_released(set_name, expected):
     psnr = _mean_psnr_y(_official_rlfn_x4(), set_name)
     assert abs(psnr - expected) <= 0.03, f"{set_name}: {psnr:.3f} dB, expected {expected} +- 0.03"
+
+
+# ------------------------------------------------------------------------------------ placed tiling
+
+def _tiling_case():
+    import numpy as np
+
+    torch.manual_seed(0)
+    model = create_model("rlfn", 2, n_feats=8, n_blocks=1, esa_width=4).eval()
+    rng = np.random.default_rng(0)
+    coarse = torch.from_numpy(rng.uniform(0, 255, (3, 20, 19))).float()[None]
+    image = torch.nn.functional.interpolate(coarse, size=(160, 150), mode="bilinear", align_corners=False)[0]
+    return model, image.round()
+
+
+def test_esa_told_the_whole_image_as_its_window_computes_the_untiled_gate():
+    from dualsr.models.spec import TileWindow, window_layers
+
+    model, image = _tiling_case()
+    with torch.no_grad():
+        plain = model(image[None])
+        (esa,) = window_layers(model)
+        esa.window = TileWindow(160, 150, 0, 0, 160, 150)
+        try:
+            placed = model(image[None])
+        finally:
+            esa.window = None
+    torch.testing.assert_close(placed, plain, rtol=0, atol=1e-3)
+
+
+def test_placed_windows_make_rlfn_tiles_exact_and_without_placement_they_are_not():
+    import warnings
+
+    from dualsr.inference import Upscaler
+
+    model, image = _tiling_case()
+    whole = Upscaler(model).upscale(image)
+    radius = Upscaler(model).receptive_radius
+    tiled = Upscaler(model, tile=32, tile_pad=radius)  # windows of about 100 px: much smaller than the image
+    assert tiled.exact_tiling and radius < 40
+    assert (tiled.upscale(image) - whole).abs().max() <= 1
+    unplaced = Upscaler(model, tile=32, tile_pad=radius)
+    unplaced.backend.window_layers = []  # what an ONNX graph gets: the gate resampled to each window
+    assert not unplaced.exact_tiling
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert (unplaced.upscale(image) - whole).abs().max() > 1  # measured 4.1 (placed: 5e-5)
+    default = Upscaler(model, tile=32)  # the spec's default context: less than the radius, warned about
+    assert default.tile_pad == 32 < radius and not default.exact_tiling
+    with pytest.warns(UserWarning, match="receptive radius"):
+        default.upscale(image)
+
+
+def test_windows_start_at_the_tile_phase():
+    from dualsr.inference.tiling import make_tiles
+
+    for t in make_tiles(160, 150, 32, 33, phase=6):
+        assert t.wy0 % 6 == 0 and t.wx0 % 6 == 0
+        assert t.wy0 <= max(0, t.y0 - 33) and t.wy1 >= min(160, t.y1 + 33) and t.wy1 <= 160 and t.wx1 <= 150
+    for t in make_tiles(160, 152, 32, 5, multiple=4, phase=6):
+        assert t.wy0 % 12 == 0 and t.wx0 % 12 == 0 and (t.wy1 - t.wy0) % 4 == 0 and t.wx1 <= 152

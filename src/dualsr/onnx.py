@@ -115,7 +115,9 @@ def onnx_metadata(model: nn.Module) -> dict[str, str]:
         "size_multiple": str(spec.size_multiple),
         "min_input": str(spec.min_input),
         "receptive_radius": "" if radius is None else repr(float(radius)),
-        "tiling": spec.tiling,
+        "tiling": spec.tiling,  # "placed" tiles approximately here: a graph cannot be told the window
+        "tile_phase": str(spec.tile_phase),
+        "default_tile_pad": "" if spec.default_tile_pad is None else str(int(spec.default_tile_pad(model))),
         # float32 bytes of the largest activation per LR pixel (memory.largest_activation_per_pixel
         # x 4): what tile="auto" plans with, without torch hooks
         "activation_bytes_per_lr_pixel": repr(4.0 * activation_per_lr_pixel(model)),
@@ -235,6 +237,7 @@ class OnnxBackend:
     # the graph cannot take whole-image statistics: a global_pool model tiles approximately
     whole_image_means = False
     pool_layers: list = []
+    window_layers: list = []  # nor be told where a window lies: a "placed" model tiles approximately
 
     def __init__(self, path: str | os.PathLike, device: torch.device | str = "cpu", threads: int | None = None):
         ort = _require("onnxruntime", f"running {Path(path).name}")
@@ -296,11 +299,14 @@ def spec_from_metadata(metadata: dict, path) -> ModelSpec:
         raise WeightsError(f"{path}: unreadable dualsr ONNX metadata (model={name!r}, tiling={tiling!r})")
     scale = _number(metadata, "scale", path, int)
     radius = _number(metadata, "receptive_radius", path, float, default=-1.0)
+    tile_pad = _number(metadata, "default_tile_pad", path, int, default=-1)
     return ModelSpec(
         name=name, builder=_no_builder, scales=(max(1, scale),), title=f"{name} (ONNX)", value_range=255.0,
         size_multiple=max(1, _number(metadata, "size_multiple", path, int)),
         min_input=max(1, _number(metadata, "min_input", path, int)), half_safe=False, tiling=tiling,
         receptive_radius=None if radius < 0 else (lambda _model: radius),
+        tile_phase=max(1, _number(metadata, "tile_phase", path, int, default=1)),
+        default_tile_pad=None if tile_pad < 0 else (lambda _model: tile_pad),
     )
 
 

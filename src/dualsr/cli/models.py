@@ -5,7 +5,8 @@ import argparse
 import json
 
 # spec.tiling -> what a user gets from `upscale --tile`
-_TILING = {"local": "exact", "global_pool": "exact (whole-image means)", "approximate": "approximate"}
+_TILING = {"local": "exact", "global_pool": "exact (whole-image means)",
+           "placed": "exact at the receptive radius (placed windows)", "approximate": "approximate"}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

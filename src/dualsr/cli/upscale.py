@@ -85,7 +85,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     run.add_argument("--tile", type=_tile_arg, default="auto", metavar="N|auto|0",
                      help="LR tile size; auto (default) picks from free memory, 0 runs the whole image at once")
     run.add_argument("--tile-pad", type=int, metavar="P",
-                     help="LR pixels of context around each tile (default: the model's receptive radius)")
+                     help="LR pixels of context around each tile (default: the model's receptive radius, "
+                          "exact; for RLFN-based models 32, approximate and warned about)")
     run.add_argument("--tile-local-stats", action="store_true",
                      help="channel attention pools per tile instead of over the whole image: faster for "
                           "deep DRNs, but tiled output then only approximates untiled output")

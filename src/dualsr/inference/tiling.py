@@ -20,6 +20,7 @@ estimated) per-tile means are the practical choice, an approximation the upscale
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Iterator
 
@@ -45,19 +46,32 @@ class Tile:
         return self.y0 - self.wy0, self.y1 - self.wy0, self.x0 - self.wx0, self.x1 - self.wx0
 
 
-def _aligned(w0: int, w1: int, length: int, multiple: int) -> tuple[int, int]:
+def _aligned(w0: int, w1: int, length: int, multiple: int, phase: int = 1, min_size: int = 1) -> tuple[int, int]:
     """[w0, w1) grown to a multiple of `multiple` inside [0, length) (itself a multiple): past w1
-    where there is room, else before w0, so that a window at the image edge keeps that edge."""
+    where there is room, else before w0, so that a window at the image edge keeps that edge.
+    With a phase, the start first moves back to a multiple of lcm(phase, multiple). A window
+    shorter than `min_size` first grows to it (the same way), so the model never sees padding."""
+    if w1 - w0 < min_size:
+        w1 = min(length, w0 + min_size)
+        w0 = max(0, w1 - min_size)
+    if phase > 1:
+        step = math.lcm(phase, multiple)
+        w0 -= w0 % step
+        size = -(-(w1 - w0) // multiple) * multiple  # start and length multiples: end <= length
+        return w0, w0 + size
     size = -(-(w1 - w0) // multiple) * multiple
     end = min(length, w0 + size)
     return end - size, end
 
 
-def make_tiles(height: int, width: int, tile: int | None, pad: int, multiple: int = 1) -> list[Tile]:
+def make_tiles(height: int, width: int, tile: int | None, pad: int, multiple: int = 1,
+               phase: int = 1, min_size: int = 1) -> list[Tile]:
     """Cores covering the image (row by row) and their windows with `pad` pixels of context.
 
     multiple: window sides are made multiples of it (height and width must be multiples already),
     so a model with a size multiple never needs padding inside the image, only at its edges.
+    phase: window origins are multiples of it (a "placed" model's spec `tile_phase`).
+    min_size: windows are at least this large (the model's `min_input`; the image must be).
     """
     if tile is None or (tile >= height and tile >= width):
         return [Tile(0, height, 0, width, 0, height, 0, width)]
@@ -66,10 +80,10 @@ def make_tiles(height: int, width: int, tile: int | None, pad: int, multiple: in
     out = []
     for y0 in range(0, height, tile):
         y1 = min(y0 + tile, height)
-        wy0, wy1 = _aligned(max(0, y0 - pad), min(height, y1 + pad), height, multiple)
+        wy0, wy1 = _aligned(max(0, y0 - pad), min(height, y1 + pad), height, multiple, phase, min_size)
         for x0 in range(0, width, tile):
             x1 = min(x0 + tile, width)
-            wx0, wx1 = _aligned(max(0, x0 - pad), min(width, x1 + pad), width, multiple)
+            wx0, wx1 = _aligned(max(0, x0 - pad), min(width, x1 + pad), width, multiple, phase, min_size)
             out.append(Tile(y0, y1, x0, x1, wy0, wy1, wx0, wx1))
     return out
 

@@ -41,7 +41,7 @@ from dualsr.data.resize import imresize
 from dualsr.inference import memory
 from dualsr.inference.formats import FORMAT_FLOAT1, FORMAT_FLOAT255, FORMAT_UINT8, FORMAT_UINT16, OutputFormat
 from dualsr.inference.tiling import StopForward, WholeImageMeans, make_tiles
-from dualsr.models.spec import model_scale, pooling_layers, spec_of, sr_image
+from dualsr.models.spec import TileWindow, model_scale, pooling_layers, spec_of, sr_image, window_layers
 
 ImageInput = Union["Image.Image", np.ndarray, torch.Tensor]  # noqa: F821 (PIL imported lazily)
 
@@ -98,6 +98,7 @@ class TorchBackend:
         self.spec = spec_of(self.model)
         self.scale, self.name = scale, name
         self.pool_layers = pooling_layers(self.model) if self.spec.tiling == "global_pool" else []
+        self.window_layers = window_layers(self.model) if self.spec.tiling == "placed" else []
         activation_per_px = memory.activation_per_lr_pixel(self.model, device, dtype)
         self.activation_bytes_per_lr_pixel = activation_per_px * torch.finfo(dtype).bits / 8
 
@@ -202,6 +203,8 @@ class Upscaler:
             warnings.warn(f"{spec.name} is not marked safe in {self.dtype}; expect degraded output", stacklevel=2)
         radius = spec.receptive_radius(self.model) if spec.receptive_radius is not None else _UNKNOWN_RADIUS
         self.receptive_radius = int(math.ceil(radius))
+        if tile_pad is None and spec.default_tile_pad is not None:
+            tile_pad = spec.default_tile_pad(self.model)
         self.tile_pad = self.receptive_radius if tile_pad is None else int(tile_pad)
         if self.tile_pad < 0:
             raise ValueError(f"tile_pad must be >= 0, got {tile_pad}")
@@ -222,6 +225,8 @@ class Upscaler:
         if self.spec.tiling == "approximate":
             return False
         if self.spec.tiling == "global_pool" and not self.backend.whole_image_means:  # ONNX: per-tile means
+            return False
+        if self.spec.tiling == "placed" and not self.backend.window_layers:  # ONNX: windows not placed
             return False
         if self.pool_layers and not self.global_stats:
             return False
@@ -253,6 +258,19 @@ class Upscaler:
             raise NonFiniteOutputError(f"the model produced non-finite values (NaN/inf){hint}; nothing was written")
         s = self.scale
         return out[0, :, : h * s, : w * s].to(device="cpu", dtype=torch.float32)
+
+    def _forward_window(self, rgb: torch.Tensor, t, image_size: tuple[int, int], tiled: bool) -> torch.Tensor:
+        """`_forward` of tile t's window; a "placed" model's layers are told where it lies meanwhile."""
+        window = rgb[:, t.wy0:t.wy1, t.wx0:t.wx1]
+        layers = self.backend.window_layers if tiled else []
+        placement = TileWindow(*image_size, t.wy0, t.wx0, t.wy1 - t.wy0, t.wx1 - t.wx0)
+        for layer in layers:
+            layer.window = placement
+        try:
+            return self._forward(window)
+        finally:
+            for layer in layers:
+                layer.window = None
 
     def _progress(self, total: int, desc: str):
         from dualsr.progress import Progress
@@ -291,15 +309,21 @@ class Upscaler:
             padded = self.spec.padded_size(height), self.spec.padded_size(width)
             if padded != (height, width):
                 rgb = F.pad(rgb[None], (0, padded[1] - width, 0, padded[0] - height), mode="replicate")[0]
-            tiles = make_tiles(*padded, tile, self.tile_pad, multiple=self.spec.size_multiple)
+            tiles = make_tiles(*padded, tile, self.tile_pad, multiple=self.spec.size_multiple,
+                               phase=self.spec.tile_phase, min_size=self.spec.min_input)
         if len(tiles) > 1 and not self.exact_tiling and not self._warned_approximate:
             self._warned_approximate = True
             if self.spec.tiling == "global_pool" and not self.backend.whole_image_means:
                 why = "per-tile attention means: an ONNX graph cannot take whole-image means"
+            elif self.spec.tiling == "placed" and not self.backend.window_layers:
+                why = "an ONNX graph cannot be told where a tile lies"
+            elif self.spec.tiling == "placed":
+                why = f"less context than the receptive radius {self.receptive_radius}"
             else:
                 why = "per-tile attention means" if self.pool_layers else "non-local layers"
             warnings.warn(f"{self.name}: tiled output only approximates the untiled one ({why}, "
                           f"tile_pad {self.tile_pad})", stacklevel=2)
+        image_size = tuple(rgb.shape[-2:])  # the (padded) image the windows are cut from
         use_stats = len(tiles) > 1 and self.global_stats and bool(self.pool_layers)
         n_passes = (len(self.pool_layers) if use_stats else 0) + 1
         with torch.inference_mode(), self._progress(len(tiles) * n_passes, desc) as bar:
@@ -310,13 +334,13 @@ class Upscaler:
                     for t in tiles:
                         pooling.window = (t.wy1 - t.wy0, t.wx1 - t.wx0, *t.core_in_window())
                         try:
-                            self._forward(rgb[:, t.wy0:t.wy1, t.wx0:t.wx1])
+                            self._forward_window(rgb, t, image_size, len(tiles) > 1)
                         except StopForward:
                             pass
                         bar.update()
                     pooling.finish_pass()
                 for t in tiles:
-                    sr = self._forward(rgb[:, t.wy0:t.wy1, t.wx0:t.wx1])
+                    sr = self._forward_window(rgb, t, image_size, len(tiles) > 1)
                     cy0, cy1, cx0, cx1 = t.core_in_window()
                     y1, x1 = min(t.y1, height), min(t.x1, width)  # cores in the padding are dropped
                     core = sr[:, cy0 * s:(cy0 + y1 - t.y0) * s, cx0 * s:(cx0 + x1 - t.x0) * s]

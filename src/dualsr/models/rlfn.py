@@ -12,11 +12,13 @@ may shrink, in this order per block: the output of `c1_r` (= input of `c2_r`), t
 """
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dualsr.models.spec import Detected, ModelSpec, PrunableLayer, resolve_widths
+from dualsr.models.spec import Detected, ModelSpec, PrunableLayer, WindowAware, resolve_widths
 
 WIDTHS_PER_BLOCK = 3
 
@@ -25,10 +27,42 @@ def _conv(in_ch: int, out_ch: int, kernel_size: int) -> nn.Conv2d:
     return nn.Conv2d(in_ch, out_ch, kernel_size, padding=kernel_size // 2)
 
 
-class ESA(nn.Module):
+def _coarse_side(side: int) -> int:
+    """Side of ESA's coarse map for an input side: conv k3 s2 (no padding), then max-pool k7 s3."""
+    return ((side - 3) // 2 + 1 - 7) // 3 + 1
+
+
+def _placed_resampling(length: int, start: int, image_length: int, coarse_length: int) -> torch.Tensor:
+    """(length, coarse_length) weights of the bilinear resampling a window [start, start + length) of
+    an image of `image_length` pixels gets untiled: the whole image's coarse map (image_coarse cells)
+    resampled to the image size, as F.interpolate(align_corners=False) does, read from the window's
+    own coarse cells (cell j = image cell j + start / 6; `start` is a multiple of 6). Cells the
+    window does not hold are clamped to its edge (only pixels within ESA's reach of the window's
+    edge use them: the tile padding's)."""
+    image_coarse = _coarse_side(image_length)
+    ratio = image_coarse / image_length
+    dst = torch.arange(start, start + length, dtype=torch.float64)
+    src = (ratio * (dst + 0.5) - 0.5).clamp_min(0.0)
+    low = src.floor()
+    frac = src - low
+    low = low.long()
+    high = torch.where(low < image_coarse - 1, low + 1, low)
+    base = start // _ESA_PHASE
+    weights = torch.zeros(length, coarse_length, dtype=torch.float64)
+    rows = torch.arange(length)
+    weights.index_put_((rows, (low - base).clamp(0, coarse_length - 1)), 1.0 - frac, accumulate=True)
+    weights.index_put_((rows, (high - base).clamp(0, coarse_length - 1)), frac, accumulate=True)
+    return weights
+
+
+class ESA(WindowAware):
     """RLFN's lightened enhanced spatial attention: a coarse (strided + max-pooled) gate on x.
 
     `in_width` is the output width of `conv1` (prunable); `width` the inner width of the rest.
+    The coarse gate is resampled to the input's size, so a tile's gate depends on the tile's
+    size and place; with `window` set (tiled upscaling) it is resampled as the whole image's
+    would be at those pixels (the coarse cells are the image's own when the window starts at a
+    multiple of 6: conv2's stride times the pool's).
     """
 
     def __init__(self, channels: int, width: int = 16, in_width: int | None = None):
@@ -42,9 +76,21 @@ class ESA(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         reduced = self.conv1(x)
-        coarse = F.max_pool2d(self.conv2(reduced), kernel_size=7, stride=3)
-        coarse = F.interpolate(self.conv3(coarse), size=x.shape[-2:], mode="bilinear", align_corners=False)
+        coarse = self.conv3(F.max_pool2d(self.conv2(reduced), kernel_size=7, stride=3))
+        if self.window is None:
+            coarse = F.interpolate(coarse, size=x.shape[-2:], mode="bilinear", align_corners=False)
+        else:
+            coarse = self._placed(coarse, x.shape[-2:])
         return x * torch.sigmoid(self.conv4(coarse + self.conv_f(reduced)))
+
+    def _placed(self, coarse: torch.Tensor, size: torch.Size) -> torch.Tensor:
+        w = self.window
+        if (w.height, w.width) != tuple(size) or w.y0 % _ESA_PHASE or w.x0 % _ESA_PHASE:
+            raise RuntimeError(f"ESA got a {tuple(size)} input for the window {w} (it runs at the LR size, "
+                               f"windows start at multiples of {_ESA_PHASE})")
+        rows = _placed_resampling(w.height, w.y0, w.image_height, coarse.shape[-2]).to(coarse.dtype)
+        cols = _placed_resampling(w.width, w.x0, w.image_width, coarse.shape[-1]).to(coarse.dtype)
+        return torch.einsum("ij,ncjk,lk->ncil", rows.to(coarse.device), coarse, cols.to(coarse.device))
 
 
 class RLFB(nn.Module):
@@ -124,8 +170,10 @@ def rlfn(scale: int = 4, **kw) -> RLFN:
 
 # ESA's coarse path (conv k3 s2 p0 -> max-pool k7 s3 -> conv k3 -> bilinear back) reaches 12 LR
 # pixels on one side and 26 on the other (a pooled pixel spans 6 input pixels), plus one pixel of
-# grid misalignment. Its pooling grid follows the tile, so tiles are never exact.
+# grid misalignment. Its pooling grid follows the window, so windows start at multiples of 6 and
+# ESA is told where the window lies (`WindowAware`): tiles are then exact with this much context.
 _ESA_REACH = 27
+_ESA_PHASE = 6
 # conv2 (k3, no padding) must leave 7 pixels for the 7x7 max-pool: (h - 3) // 2 + 1 >= 7
 _MIN_INPUT = 15
 
@@ -149,6 +197,13 @@ def prunable_layers(model: RLFN) -> list[PrunableLayer]:
 def receptive_radius(model: RLFN) -> float:
     """Upper bound in LR pixels: head conv, per block three 3x3 convs and the ESA, tail, upsampler."""
     return 1.0 + model.n_blocks * (3.0 + _ESA_REACH) + 1.0 + 1.0 + 1.0 / model.scale
+
+
+def default_tile_pad(model: RLFN) -> int:
+    """Context of a tiled run when none is asked for: 32 LR pixels rather than the exact radius (184
+    at six blocks), with which tiles of 256 would each run more than twice their own area; the error
+    this leaves is measured in benchmarks/REPORT.md (tiling)."""
+    return min(32, int(math.ceil(receptive_radius(model))))
 
 
 def detect(state) -> Detected | None:
@@ -185,7 +240,7 @@ RLFN_SCALES = (2, 3, 4)
 RLFN_SPEC = ModelSpec(
     name="rlfn", builder=rlfn, scales=RLFN_SCALES, title="RLFN", family="rlfn",
     description="RLFN (Kong et al., CVPRW 2022), NTIRE 2022 efficient-SR winner",
-    value_range=255.0, min_input=_MIN_INPUT, outputs="single", tiling="approximate",
-    receptive_radius=receptive_radius, prunable_layers=prunable_layers, distill_feature=distill_feature,
-    detect=detect,
+    value_range=255.0, min_input=_MIN_INPUT, outputs="single", tiling="placed", tile_phase=_ESA_PHASE,
+    receptive_radius=receptive_radius, default_tile_pad=default_tile_pad, prunable_layers=prunable_layers,
+    distill_feature=distill_feature, detect=detect,
 )

@@ -11,8 +11,12 @@ compression, profile, upscaler, loader, CLI) asks the spec and never names a mod
   last output; `dual_taps(scale)`: which outputs feed a dual model and by how much each dual
   downscales (the objective, profile and compression all read these);
 - `tiling`: "local" (tiles are exact with `receptive_radius` of context), "global_pool" (exact
-  when the `GlobalMeanPool` layers get whole-image means, which the upscaler computes) or
-  "approximate";
+  when the `GlobalMeanPool` layers get whole-image means, which the upscaler computes), "placed"
+  (exact with `receptive_radius` of context when the `WindowAware` layers are told where the
+  tile lies in the whole image, windows starting at multiples of `tile_phase`: RLFN's ESA, whose
+  coarse gate is resampled to the input's size) or "approximate"; `default_tile_pad(model)`: the
+  context a tiled run uses when none is asked for (default: the receptive radius, i.e. exact);
+  a smaller one trades a measured error (REPORT.md) for speed;
 - `prunable_layers(model)`: the widths DRC may shrink (`PrunableLayer`), `distill_feature(model)`:
   the module whose input is the feature used for distillation;
 - `onnx_export`: whether the model traces into an ONNX graph with dynamic sizes (`dualsr.onnx`);
@@ -35,7 +39,7 @@ from torch import nn
 StateDict = Mapping[str, torch.Tensor]
 
 OUTPUT_KINDS = ("single", "pyramid")
-TILING_KINDS = ("local", "global_pool", "approximate")
+TILING_KINDS = ("local", "global_pool", "placed", "approximate")
 
 
 def normalize_name(name: str) -> str:
@@ -111,6 +115,34 @@ class GlobalMeanPool(nn.Module):
         return x.mean(dim=(2, 3), keepdim=True)
 
 
+@dataclass(frozen=True)
+class TileWindow:
+    """Where the window a tiled upscaler runs lies in the whole (padded) LR image, in LR pixels."""
+
+    image_height: int
+    image_width: int
+    y0: int
+    x0: int
+    height: int
+    width: int
+
+
+class WindowAware(nn.Module):
+    """A layer whose output depends on the input's place in the whole image, not only on nearby pixels.
+
+    While a tiled upscaler runs a window it sets `window` (a `TileWindow`), so that the layer can
+    compute what it would compute for those pixels untiled; None (always, outside tiling) is the
+    layer's ordinary forward. A model with such layers declares tiling "placed" in its spec.
+    """
+
+    window: TileWindow | None = None
+
+
+def window_layers(model: nn.Module) -> list[WindowAware]:
+    """The `WindowAware` layers of a model, in registration order."""
+    return [m for m in model.modules() if isinstance(m, WindowAware)]
+
+
 def _no_detection(_state: StateDict) -> Detected | None:
     return None
 
@@ -132,6 +164,8 @@ class ModelSpec:
     outputs: str = "single"
     tiling: str = "local"
     receptive_radius: Callable[[nn.Module], float] | None = None
+    tile_phase: int = 1  # tiling "placed": window origins are multiples of this (LR pixels)
+    default_tile_pad: Callable[[nn.Module], int] | None = None  # None: the receptive radius
     prunable_layers: Callable[[nn.Module], list[PrunableLayer]] | None = None
     distill_feature: Callable[[nn.Module], str] | None = None
     detect: Callable[[StateDict], Detected | None] = _no_detection
