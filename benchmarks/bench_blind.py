@@ -148,6 +148,23 @@ def scores(weights: Path | None, sets: list[Path], cache: Path) -> dict[str, flo
     return result
 
 
+def _cosine_share(warm: int, iters: int) -> float:
+    """The cosine rate (relative to its base) at the first primal update after `warm` held iterations."""
+    import math
+
+    return 0.5 * (1 + math.cos(math.pi * warm / (warm + iters)))
+
+
+def _rate_mass(warm: int, iters: int) -> float:
+    """Summed primal rate of a warmed-up arm over that of an arm with the cosine over `iters` alone."""
+    import math
+
+    total = warm + iters
+    warmed = sum(0.5 * (1 + math.cos(math.pi * t / total)) for t in range(warm, total))
+    plain = sum(0.5 * (1 + math.cos(math.pi * t / iters)) for t in range(iters))
+    return warmed / plain
+
+
 def fmt_row(label: str, values: dict[str, float], names: list[str], extra: str = "") -> str:
     return f"| {label} | " + " | ".join(f"{values[n]:.2f}" for n in names) + f" |{extra}"
 
@@ -191,7 +208,13 @@ def part_blind(args, root: Path) -> None:
         "Test sets: `dualsr degrade --data SET --out SET_aniso_s0 --kernel aniso --seed 0` (31x31, sigma_x, "
         "sigma_y ~ U(0.6, 5), theta ~ U(-pi, pi), taps x U(1, 1.25), MATLAB bicubic x1/4), checked bit for bit "
         "with `--check`. Weights: best PSNR on the 10 held-out training images (setting-2 degraded), never the "
-        "test sets.",
+        f"test sets. The lambda = 0.1 arms first fit their fresh dual alone for {args.blind_dual_warmup} "
+        f"iterations (`train.dual_warmup_iter`, primal held) and then train both for {args.iters}: the same "
+        "number of primal updates as lambda = 0, but the cosine schedule spans all "
+        f"{args.iters + args.blind_dual_warmup} iterations, so their primal starts at "
+        f"{_cosine_share(args.blind_dual_warmup, args.iters):.0%} of the rate and gets "
+        f"{_rate_mass(args.blind_dual_warmup, args.iters):.0%} of the lambda = 0 arms' summed rate (a handicap "
+        "for lambda = 0.1, not an advantage).",
         f"Machine: {machine_line()}." + (" SMOKE SETTINGS: not a result." if args.smoke else ""),
         "",
         "PSNR (dB) on Y, x4, 4-pixel border:",
