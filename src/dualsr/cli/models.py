@@ -6,7 +6,7 @@ import json
 
 # spec.tiling -> what a user gets from `upscale --tile`
 _TILING = {"local": "exact", "global_pool": "exact (whole-image means)",
-           "placed": "exact at the receptive radius (placed windows)", "approximate": "approximate"}
+           "placed": "exact at radius (placed)", "approximate": "approximate"}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
