@@ -117,8 +117,10 @@ def bench_speed(repeats: int) -> str:
     ])
 
 
-def _tiling_rows(label: str, model: torch.nn.Module, image: torch.Tensor, tile: int = 32,
-                 pads=(0, 2, 4, 8, 12, 16)) -> tuple[list[str], int]:
+def _error_rows(label: str, model: torch.nn.Module, image: torch.Tensor, tile: int, pads,
+                variants) -> tuple[list[str], int]:
+    """One row per tile_pad: the max grey-level error of each variant (name -> a function of the
+    Upscaler that sets it up and returns None, or a string to show instead of measuring)."""
     import warnings
 
     untiled = Upscaler(model).upscale_planes(image).astype(int)
@@ -126,37 +128,36 @@ def _tiling_rows(label: str, model: torch.nn.Module, image: torch.Tensor, tile: 
     rows = []
     for pad in sorted({*pads, radius}):
         cells = []
-        for global_stats in (True, False):
-            up = Upscaler(model, tile=tile, tile_pad=pad, global_stats=global_stats)
-            with warnings.catch_warnings():  # the approximate cases are what this table measures
-                warnings.simplefilter("ignore")
-                cells.append(int(np.abs(up.upscale_planes(image).astype(int) - untiled).max()))
-        if not Upscaler(model).pool_layers:
-            cells[1] = "(no channel attention)"
-        rows.append(f"| {label} | {pad}{' (receptive radius)' if pad == radius else ''} | {cells[0]} | {cells[1]} |")
+        for options, prepare in variants:
+            up = Upscaler(model, tile=tile, tile_pad=pad, **options)
+            shown = prepare(up)
+            if shown is None:
+                with warnings.catch_warnings():  # the approximate cases are what these tables measure
+                    warnings.simplefilter("ignore")
+                    shown = int(np.abs(up.upscale_planes(image).astype(int) - untiled).max())
+            cells.append(shown)
+        rows.append(f"| {label} | {pad}{' (receptive radius)' if pad == radius else ''} | "
+                    + " | ".join(map(str, cells)) + " |")
         print(rows[-1], flush=True)
     return rows, radius
 
 
-def _placed_rows(label: str, model: torch.nn.Module, image: torch.Tensor, tile: int, pads) -> list[str]:
-    """Max grey-level error of tiles with the windows placed (the default) and not placed."""
-    import warnings
+def _tiling_rows(label: str, model: torch.nn.Module, image: torch.Tensor) -> tuple[list[str], int]:
+    """Whole-image (default) and per-tile channel-attention means, tiles of 32."""
+    def per_tile(up):
+        return None if up.pool_layers else "(no channel attention)"
 
-    untiled = Upscaler(model).upscale_planes(image).astype(int)
-    radius = Upscaler(model).receptive_radius
-    rows = []
-    for pad in sorted({*pads, radius}):
-        cells = []
-        for placed in (True, False):
-            up = Upscaler(model, tile=tile, tile_pad=pad)
-            if not placed:
-                up.backend.window_layers = []  # what an ONNX backend has: nobody tells ESA the window
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                cells.append(int(np.abs(up.upscale_planes(image).astype(int) - untiled).max()))
-        rows.append(f"| {label} | {pad}{' (receptive radius)' if pad == radius else ''} | {cells[0]} | {cells[1]} |")
-        print(rows[-1], flush=True)
-    return rows
+    return _error_rows(label, model, image, 32, (0, 2, 4, 8, 12, 16),
+                       [({"global_stats": True}, lambda up: None), ({"global_stats": False}, per_tile)])
+
+
+def _placed_rows(label: str, model: torch.nn.Module, image: torch.Tensor, tile: int, pads) -> list[str]:
+    """Tiles with the windows placed (the default) and not placed."""
+    def unplaced(up):
+        up.backend.window_layers = []  # what an ONNX backend has: nobody tells ESA the window
+        return None
+
+    return _error_rows(label, model, image, tile, pads, [({}, lambda up: None), ({}, unplaced)])[0]
 
 
 def bench_tiling(extra: list[tuple[str, str]]) -> str:

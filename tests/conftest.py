@@ -44,3 +44,20 @@ def _device_params():
 def device(request) -> torch.device:
     """The device a test runs on: every test that takes it runs on the CPU, and on CUDA when there is one."""
     return torch.device(request.param)
+
+
+@pytest.fixture(scope="module")
+def compress_data(tmp_path_factory):
+    """Compression data (`dualsr.compress.common.load_data`, x4, 64px HR patches) from four smooth
+    72x72 images: the tiny training set of the search, pruning and fine-tuning tests."""
+    import numpy as np
+    from PIL import Image
+
+    from dualsr.compress.common import load_data
+
+    folder = tmp_path_factory.mktemp("hr")
+    rng = np.random.default_rng(0)
+    for i in range(4):
+        coarse = rng.integers(0, 256, (9, 9, 3), dtype=np.uint8)
+        Image.fromarray(coarse).resize((72, 72), Image.BICUBIC).save(folder / f"img{i}.png")
+    return load_data(folder, 4, gt_size=64)

@@ -6,10 +6,8 @@ import itertools
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from dualsr.compress.baselines import scaled_widths
-from dualsr.compress.common import load_data
 from dualsr.compress.cost import WidthCost
 from dualsr.compress.layers import prunable_layers, rebuild, width_step
 from dualsr.compress.search import SearchConfig, auto_alpha_lr, fit_to_budget, search_widths
@@ -79,13 +77,8 @@ def test_fit_to_budget_spends_the_budget_where_the_probabilities_point():
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("hr")
-    rng = np.random.default_rng(0)
-    for i in range(4):
-        coarse = rng.integers(0, 256, (9, 9, 3), dtype=np.uint8)
-        Image.fromarray(coarse).resize((72, 72), Image.BICUBIC).save(folder / f"img{i}.png")
-    return load_data(folder, 4, gt_size=64)
+def data(compress_data):
+    return compress_data
 
 
 def test_budgeted_search_moves_its_logits_and_lands_on_the_uniform_cost(data):

@@ -3,13 +3,10 @@ from __future__ import annotations
 
 import copy
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from dualsr.compress.baselines import l1_keep, random_keep, uniform_widths
-from dualsr.compress.common import load_data
 from dualsr.compress.finetune import FinetuneConfig, finetune
 from dualsr.compress.prune import PruneConfig, dr_prune
 from dualsr.compress.search import SearchConfig, WidthSearch, candidate_widths, search_widths
@@ -25,13 +22,8 @@ def _tiny(name: str):
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("hr")
-    rng = np.random.default_rng(0)
-    for i in range(4):
-        coarse = rng.integers(0, 256, (9, 9, 3), dtype=np.uint8)
-        Image.fromarray(coarse).resize((72, 72), Image.BICUBIC).save(folder / f"img{i}.png")
-    return load_data(folder, 4, gt_size=64)
+def data(compress_data):
+    return compress_data
 
 
 @pytest.mark.parametrize("full, rate", [(64, 0.3), (64, 0.7), (16, 0.5), (6, 0.5)])

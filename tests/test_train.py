@@ -127,21 +127,30 @@ def test_cosine_rate_is_closed_form_and_time_budget_can_only_advance_it():
     assert sched.set_iteration(51, min_progress=0.1) == pytest.approx(sched.rate(1e-3, 51))
 
 
-def test_dual_learning_rate_zero_freezes_the_duals_through_the_schedule(tmp_path):
+def _trainer_for(tmp_path, total: int, extra: list[str]):
+    """A Trainer on tiny data, with copies of its primal and dual weights as they start."""
     from dualsr.config import load_config
     from dualsr.train.trainer import Trainer
 
     data = make_images(tmp_path / "data")
-    config = load_config(REPO / "configs" / "drn_t_x4.yaml",
-                         tiny_overrides(data, tmp_path / "exp", total=4) + ["train.optim_dual.lr=0"])
+    config = load_config(REPO / "configs" / "drn_t_x4.yaml", tiny_overrides(data, tmp_path / "exp", total=total) + extra)
     trainer = Trainer(config)
+    primal0 = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    duals0 = {k: v.clone() for k, v in trainer.duals.state_dict().items()}
+    return trainer, primal0, duals0
+
+
+def _unchanged(module, start: dict) -> bool:
+    return all(torch.equal(start[k], v) for k, v in module.state_dict().items())
+
+
+def test_dual_learning_rate_zero_freezes_the_duals_through_the_schedule(tmp_path):
+    trainer, primal0, duals0 = _trainer_for(tmp_path, 4, ["train.optim_dual.lr=0"])
     try:
-        primal0 = {k: v.clone() for k, v in trainer.model.state_dict().items()}
-        duals0 = {k: v.clone() for k, v in trainer.duals.state_dict().items()}
         for iteration in (1, 2, 3, 4):  # the cosine schedule's eta_min must not thaw them
             trainer.train_step(iteration)
-        assert all(torch.equal(duals0[k], v) for k, v in trainer.duals.state_dict().items())
-        assert not all(torch.equal(primal0[k], v) for k, v in trainer.model.state_dict().items())
+        assert _unchanged(trainer.duals, duals0)
+        assert not _unchanged(trainer.model, primal0)
     finally:
         trainer.close()
 
@@ -410,23 +419,18 @@ def test_time_budget_caps_the_eta_and_ends_with_one_closing_line(tmp_path):
 
 def test_dual_warmup_holds_the_primal_then_trains_it(tmp_path):
     from dualsr.config import load_config
-    from dualsr.train.trainer import Trainer
 
-    data = make_images(tmp_path / "data")
-    config = load_config(REPO / "configs" / "drn_t_x4.yaml",
-                         tiny_overrides(data, tmp_path / "exp", total=6) + ["train.dual_warmup_iter=3"])
-    trainer = Trainer(config)
+    trainer, primal0, duals0 = _trainer_for(tmp_path, 6, ["train.dual_warmup_iter=3"])
     try:
-        primal0 = {k: v.clone() for k, v in trainer.model.state_dict().items()}
-        duals0 = {k: v.clone() for k, v in trainer.duals.state_dict().items()}
         for iteration in (1, 2, 3):
             trainer.train_step(iteration)
-        assert all(torch.equal(primal0[k], v) for k, v in trainer.model.state_dict().items())
-        assert not all(torch.equal(duals0[k], v) for k, v in trainer.duals.state_dict().items())
+        assert _unchanged(trainer.model, primal0)
+        assert not _unchanged(trainer.duals, duals0)
         trainer.train_step(4)
-        assert not all(torch.equal(primal0[k], v) for k, v in trainer.model.state_dict().items())
+        assert not _unchanged(trainer.model, primal0)
     finally:
         trainer.close()
+    data = tmp_path / "data"
     for bad, message in ((["train.dual_warmup_iter=2", "train.dual_weight=0"], "dual_weight > 0"),
                          (["train.dual_warmup_iter=8"], "no primal update")):
         with pytest.raises(ConfigError, match=message):
