@@ -169,6 +169,22 @@ def fmt_row(label: str, values: dict[str, float], names: list[str], extra: str =
     return f"| {label} | " + " | ".join(f"{values[n]:.2f}" for n in names) + f" |{extra}"
 
 
+def seed_rows(mean_label: str, per_seed: dict[int, dict[str, float]], minutes: dict[int, float],
+              names: list[str]) -> list[str]:
+    """An arm's rows: the mean over its seeds (`mean_label`), then each seed with its wall minutes."""
+    mean = {n: statistics.mean(v[n] for v in per_seed.values()) for n in names}
+    return [fmt_row(mean_label, mean, names)] + [
+        fmt_row(f"&nbsp;&nbsp;seed {seed}", values, names, f" {minutes[seed]:.0f} min |")
+        for seed, values in per_seed.items()]
+
+
+def psnr_table(names: list[str], rows: list[str]) -> list[str]:
+    """The PSNR table of a section: one column per test set and the training wall time."""
+    return ["PSNR (dB) on Y, x4, 4-pixel border:", "",
+            "| method | " + " | ".join(names) + " | training wall time (one thread) |",
+            "| --- |" + " --- |" * (len(names) + 1), *rows]
+
+
 def part_blind(args, root: Path) -> None:
     sets_dir, runs = root / "sets", root / "runs"
     sets = [blind_set(BENCH / name, sets_dir / f"{name}_aniso_s0", ["--kernel", "aniso", "--seed", "0"])
@@ -206,11 +222,9 @@ def part_blind(args, root: Path) -> None:
     for key in shown:
         per_seed = {seed: scores(runs / name / "models" / "net_g_best.safetensors", sets, cache)
                     for name, _, _, seed in arms[key]}
-        mean = {n: statistics.mean(v[n] for v in per_seed.values()) for n in names}
-        rows.append(fmt_row(f"**fine-tuned, lambda={key}, mean of {len(per_seed)} seeds**", mean, names))
-        for name, _, _, seed in arms[key]:
-            extra = wall_s(runs, name) + (wall_s(runs, f"blind_dualfit_s{seed}") if "fitted" in key else 0.0)
-            rows.append(fmt_row(f"&nbsp;&nbsp;seed {seed}", per_seed[seed], names, f" {extra / 60:.0f} min |"))
+        minutes = {seed: (wall_s(runs, name) + (wall_s(runs, f"blind_dualfit_s{seed}") if "fitted" in key else 0.0))
+                   / 60 for name, _, _, seed in arms[key]}
+        rows += seed_rows(f"**fine-tuned, lambda={key}, mean of {len(per_seed)} seeds**", per_seed, minutes, names)
     lines = [
         "## Blind SR, setting 2: RLFN x4 fine-tuned on anisotropic Gaussian degradations",
         "",
@@ -230,11 +244,7 @@ def part_blind(args, root: Path) -> None:
         "fitted variant is a fair comparison.",
         f"Machine: {machine_line()}." + (" SMOKE SETTINGS: not a result." if args.smoke else ""),
         "",
-        "PSNR (dB) on Y, x4, 4-pixel border:",
-        "",
-        "| method | " + " | ".join(names) + " | training wall time (one thread) |",
-        "| --- |" + " --- |" * (len(names) + 1),
-        *rows,
+        *psnr_table(names, rows),
     ]
     text = "\n".join(lines)
     print(text)
@@ -355,11 +365,8 @@ def part_adapt(args, root: Path) -> None:
     for label, (name, _) in arms.items():
         per_seed = {seed: scores(runs / f"{name}_s{seed}" / "models" / "net_g_latest.safetensors", test, cache)
                     for seed in args.seeds}
-        mean = {n: statistics.mean(v[n] for v in per_seed.values()) for n in names}
-        rows.append(fmt_row(f"**{label}**, mean of {len(per_seed)} seeds", mean, names))
-        for seed, values in per_seed.items():
-            rows.append(fmt_row(f"&nbsp;&nbsp;seed {seed}", values, names,
-                                f" {wall_s(runs, f'{name}_s{seed}') / 60:.0f} min |"))
+        minutes = {seed: wall_s(runs, f"{name}_s{seed}") / 60 for seed in args.seeds}
+        rows += seed_rows(f"**{label}**, mean of {len(per_seed)} seeds", per_seed, minutes, names)
     warm_text = (f"a dual warmed up for {args.dual_warmup} iterations on paired bicubic data (with a copy of RLFN "
                  "that is then discarded)" if args.dual_warmup else "a fresh dual")
     lines = [
@@ -373,11 +380,7 @@ def part_adapt(args, root: Path) -> None:
         f"{args.adapt_set} degraded the same way. Weights: the last ones of each run (no selection).",
         f"Machine: {machine_line()}." + (" SMOKE SETTINGS: not a result." if args.smoke else ""),
         "",
-        "PSNR (dB) on Y, x4, 4-pixel border:",
-        "",
-        "| method | " + " | ".join(names) + " | training wall time (one thread) |",
-        "| --- |" + " --- |" * (len(names) + 1),
-        *rows,
+        *psnr_table(names, rows),
         "",
         f"Unpaired dual loss L1(D(P(x)), x) (0-255 scale, mean over the first {args.gap_images} LR-only training "
         "images, whole images), with the run's dual as D, and with D = the true target degradation or "
