@@ -62,7 +62,6 @@ class WidthCost:
             w = list(base)
             w[i] += steps[i]
             single.append(count(w) if steps[i] else f0)
-        linear = torch.zeros(n, dtype=torch.float64)
         pairwise = torch.zeros(n, n, dtype=torch.float64)
         for i, j in itertools.combinations(range(n), 2):
             # a product w_i w_j needs one weight with w_i inputs and w_j outputs (or the reverse):

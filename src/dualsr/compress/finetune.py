@@ -22,8 +22,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from dualsr.compress.common import CompressData, Progress, freeze, load_state, save_state
-from dualsr.models.spec import run_model, spec_of
-from dualsr.objective import dual_regression_loss, dual_taps_of, model_loss
+from dualsr.models.spec import run_model, spec_of, sr_image
+from dualsr.objective import dual_regression_loss, dual_taps_of
 
 
 @dataclass
@@ -127,19 +127,17 @@ def finetune(model: nn.Module, duals: nn.ModuleList | None, data: CompressData, 
             for group in optimizer.param_groups:
                 group["lr"] = _rate(config, step)
             pyramid = [t.contiguous(memory_format=layout) for t in data.all.batch(step, 0, config.batch_size)]
-            if teacher is not None and config.distill == "output":
-                outputs = run_model(model, pyramid[0])
-                loss = dual_regression_loss(outputs, pyramid, duals, config.dual_weight,
-                                            taps=dual_taps_of(model, duals))["total"]
+            outputs = run_model(model, pyramid[0])
+            loss = dual_regression_loss(outputs, pyramid, duals, config.dual_weight,
+                                        taps=dual_taps_of(model, duals))["total"]
+            if teacher is not None:
                 with torch.no_grad():
-                    target = _final(run_model(teacher, pyramid[0]))
-                loss = loss + config.distill_weight * F.l1_loss(_final(outputs), target)
-            else:
-                loss = model_loss(model, duals, pyramid, config.dual_weight)["total"]
-            if feature_distill:
-                with torch.no_grad():
-                    run_model(teacher, pyramid[0])
-                loss = loss + config.distill_weight * F.mse_loss(student_means.value, teacher_means.value)
+                    teacher_sr = sr_image(teacher, pyramid[0])  # feature: the hooks keep its channel means
+                if feature_distill:
+                    term = F.mse_loss(student_means.value, teacher_means.value)
+                else:
+                    term = F.l1_loss(outputs[-1], teacher_sr)
+                loss = loss + config.distill_weight * term
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -171,6 +169,3 @@ def finetune(model: nn.Module, duals: nn.ModuleList | None, data: CompressData, 
         report.update({"best_val_psnr": best["psnr"], "best_step": best["step"]})
     return model
 
-
-def _final(outputs) -> torch.Tensor:
-    return outputs if isinstance(outputs, torch.Tensor) else outputs[-1]
