@@ -12,6 +12,7 @@ may shrink, in this order per block: the output of `c1_r` (= input of `c2_r`), t
 """
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -32,6 +33,7 @@ def _coarse_side(side: int) -> int:
     return ((side - 3) // 2 + 1 - 7) // 3 + 1
 
 
+@functools.lru_cache(maxsize=64)  # every ESA of a window asks for the same two (read-only) matrices
 def _placed_resampling(length: int, start: int, image_length: int, coarse_length: int) -> torch.Tensor:
     """(length, coarse_length) weights of the bilinear resampling a window [start, start + length) of
     an image of `image_length` pixels gets untiled: the whole image's coarse map (image_coarse cells)
