@@ -35,18 +35,23 @@ WEIGHTS = SHARED / "weights"
 BENCHMARK = SHARED / "data" / "benchmark"
 SETS = ("Set5", "Set14", "B100")
 
-# (label, weights): add shipped models here; "bicubic:xS" is the baseline at scale S
+SHIPPED = REPO / "src" / "dualsr" / "weights"
+# (label, weights): "bicubic:xS" is the baseline at scale S; "dualsr default" rows are the shipped defaults
 ROWS = [
     ("bicubic x4", "bicubic:x4"),
-    ("DRN-T x4 (current default)", str(REPO / "src" / "dualsr" / "weights" / "drn_t_x4.safetensors")),
+    ("dualsr default x4 (rlfn_drc_x4)", str(SHIPPED / "rlfn_drc_x4.safetensors")),
+    ("DRN-T x4 (earlier default)", str(SHIPPED / "drn_t_x4.safetensors")),
     ("RLFN x4", str(WEIGHTS / "rlfn" / "rlfn_x4.pth")),
+    ("RLFN-S x4", str(WEIGHTS / "rlfn" / "rlfn_s_x4.pth")),
     ("SMFANet x4", str(WEIGHTS / "smfanet" / "SMFANet_DF2K_100w_x4SR.pth")),
     ("SMFANet+ x4", str(WEIGHTS / "smfanet" / "SMFANet_plus_DF2K_100w_x4SR.pth")),
     ("bicubic x2", "bicubic:x2"),
+    ("dualsr default x2 (rlfn_drc_x2)", str(SHIPPED / "rlfn_drc_x2.safetensors")),
     ("RLFN x2", str(WEIGHTS / "rlfn" / "rlfn_x2.pth")),
     ("SMFANet x2", str(WEIGHTS / "smfanet" / "SMFANet_DF2K_100w_x2SR.pth")),
 ]
 REFERENCES = ("RLFN", "DRN-T x4")  # ratio columns: vs the RLFN row of the same scale, vs DRN-T x4
+TILE, TILE_INPUT = 256, 1024  # the tiling check: --tile 256 on a 1024x1024 input
 
 
 class Row:
@@ -126,6 +131,46 @@ def evaluate_rows(rows: list[Row]) -> None:
         print(f"{row.label}: " + ", ".join(f"{k} {p:.3f}/{q:.4f}" for k, (p, q) in row.scores.items()), flush=True)
 
 
+def tiling_input() -> np.ndarray:
+    """A 1024x1024 photo-like LR input: the first B100 HR image resized (PIL bicubic) to that size."""
+    from PIL import Image
+
+    path = sorted((BENCHMARK / "B100" / "HR").glob("*.png"))[0]
+    return np.asarray(Image.open(path).convert("RGB").resize((TILE_INPUT, TILE_INPUT), Image.BICUBIC))
+
+
+def tiling_check(rows: list[Row], rounds: int) -> str:
+    """Untiled vs `--tile 256` (default tile_pad) on a 1024x1024 input: time ratio and max |difference|."""
+    import dualsr
+
+    image = tiling_input()
+    checked = [r for r in rows if r.label.startswith("dualsr default") or r.label.startswith("RLFN x")]
+    setups = {}
+    for row in checked:
+        tiled = dualsr.Upscaler(weights=row.weights, tile=TILE)
+        setups[row.label] = {"untiled": row.upscaler, "tiled": tiled, "times": {"untiled": [], "tiled": []},
+                             "pad": tiled.tile_pad}
+    outputs = {}
+    for _ in range(rounds):
+        for label, setup in setups.items():
+            for mode in ("untiled", "tiled"):
+                start = time.perf_counter()
+                outputs[label, mode] = setup[mode].upscale(image)
+                setup["times"][mode].append(time.perf_counter() - start)
+    lines = [
+        f"`--tile {TILE}` against untiled on a {TILE_INPUT}x{TILE_INPUT} LR input (the first B100 image resized), "
+        f"with the model's default `tile_pad`; seconds are medians of {rounds} interleaved runs, one thread.",
+        "",
+        "| model | tile_pad | untiled (s) | tile 256 (s) | ratio | max abs(tiled - untiled) (grey levels) |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for label, setup in setups.items():
+        untiled, tiled = (statistics.median(setup["times"][m]) for m in ("untiled", "tiled"))
+        diff = np.abs(outputs[label, "tiled"].astype(np.int16) - outputs[label, "untiled"].astype(np.int16)).max()
+        lines.append(f"| {label} | {setup['pad']} | {untiled:.2f} | {tiled:.2f} | {tiled / untiled:.2f}x | {diff} |")
+    return "\n".join(lines)
+
+
 def _g(macs: int | None) -> str:
     return "—" if macs is None else f"{macs / 1e9:.2f} G"
 
@@ -133,7 +178,7 @@ def _g(macs: int | None) -> str:
 def report(rows: list[Row], missing: list[str], args) -> str:
     def reference(row: Row, label: str) -> Row | None:
         if label == "RLFN":
-            return next((r for r in rows if r.name == "rlfn" and r.scale == row.scale), None)
+            return next((r for r in rows if r.label == f"RLFN x{row.scale}"), None)
         return next((r for r in rows if r.label.startswith(label)), None)
 
     lines = [
@@ -179,6 +224,8 @@ def main(argv=None) -> None:
     parser.add_argument("--rounds", type=int, default=3, help="interleaved timing rounds (default 3)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     parser.add_argument("--skip-eval", action="store_true", help="no PSNR/SSIM (size and speed only)")
+    parser.add_argument("--tiling-rounds", type=int, default=2,
+                        help="interleaved runs of the tiling check (0: leave it out; default 2)")
     parser.add_argument("--no-write", action="store_true", help="print the section instead of writing REPORT.md")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -190,6 +237,8 @@ def main(argv=None) -> None:
     if not args.skip_eval:
         evaluate_rows(rows)
     body = report(rows, missing, args)
+    if args.tiling_rounds:
+        body += "\n\n" + tiling_check(rows, args.tiling_rounds)
     print(body)
     if not args.no_write:
         write_section("default_models", body)

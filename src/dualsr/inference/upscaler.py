@@ -318,7 +318,8 @@ class Upscaler:
             elif self.spec.tiling == "placed" and not self.backend.window_layers:
                 why = "an ONNX graph cannot be told where a tile lies"
             elif self.spec.tiling == "placed":
-                why = f"less context than the receptive radius {self.receptive_radius}"
+                why = (f"less context than the receptive radius {self.receptive_radius}; the error this leaves "
+                       "is measured in dualsr's benchmarks/REPORT.md; a larger tile_pad lowers it")
             else:
                 why = "per-tile attention means" if self.pool_layers else "non-local layers"
             warnings.warn(f"{self.name}: tiled output only approximates the untiled one ({why}, "
