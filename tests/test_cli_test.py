@@ -137,7 +137,7 @@ def test_unknown_model_and_missing_weights_are_one_line_errors(tmp_path, capsys)
     folder = _make_set(tmp_path / "Set")
     status, _, err = _run(capsys, "--model", "no-such-net", "--weights", folder / "a.png", "--data", folder)
     assert status == 2 and len(err) == 1 and "no-such-net" in err[0]
-    status, _, err = _run(capsys, "--model", "drn-t", "--data", folder)
+    status, _, err = _run(capsys, "--model", "swinir-light", "--data", folder)  # named, not shipped
     assert status == 2 and len(err) == 1 and "--weights" in err[0]
     status, _, err = _run(capsys, "--model", "drn-t", "--weights", tmp_path / "none.pt", "--data", folder)
     assert status == 2 and len(err) == 1 and "no such weights file" in err[0]

@@ -40,3 +40,37 @@ def test_derived_files_ship_their_upstream_license():
             text = (shipped.WEIGHTS_DIR / license_file).read_text()
             assert "Apache License" in text and "Version 2.0" in text
     assert "bytedance/RLFN" in notice
+
+
+def test_a_shipped_model_named_without_weights_uses_its_file(tmp_path, monkeypatch):
+    from dualsr.checkpoint import save_weights
+    from dualsr.models import create_model
+
+    monkeypatch.setattr(shipped, "WEIGHTS_DIR", tmp_path)
+    monkeypatch.setattr(shipped, "DEFAULTS", {4: "small_rlfn_x4"})
+    save_weights(create_model("rlfn", 4, n_feats=8, n_blocks=1, esa_width=4), tmp_path / "small_rlfn_x4.safetensors")
+    save_weights(create_model("drn-t", 4, n_blocks=1, n_feats=4), tmp_path / "old_drn_t_x4.safetensors")
+    assert Upscaler().name == "rlfn"  # the default
+    named = Upscaler("drn-t")  # not the default, but it ships: its file, not an error
+    assert named.name == "drn-t" and named.model.n_blocks == 1
+    with pytest.raises(ValueError, match=r"needs weights.*shipped: drn-t x4, rlfn x4"):
+        Upscaler("swinir-light")
+
+
+def test_cli_test_finds_a_shipped_model_by_name(tmp_path, monkeypatch, capsys):
+    from PIL import Image
+
+    from dualsr.checkpoint import save_weights
+    from dualsr.cli import main
+    from dualsr.models import create_model
+
+    monkeypatch.setattr(shipped, "WEIGHTS_DIR", tmp_path)
+    monkeypatch.setattr(shipped, "DEFAULTS", {4: "small_x4"})
+    save_weights(create_model("drn-t", 4, n_blocks=1, n_feats=4), tmp_path / "small_x4.safetensors")
+    folder = tmp_path / "set"
+    folder.mkdir()
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(folder / "a.png")
+    assert main(["test", "--model", "drn-t", "--data", str(folder)]) == 0
+    assert capsys.readouterr().out.startswith("drn-t x4")
+    assert main(["test", "--model", "rlfn", "--data", str(folder)]) == 2
+    assert "dualsr ships drn-t x4" in capsys.readouterr().err

@@ -141,7 +141,17 @@ def _load_model(args: argparse.Namespace):
             raise CommandError(str(exc)) from None
         name, weights = shipped.model, weights or shipped.path
     if not weights:
-        raise CommandError(f"--weights FILE is required for model {name!r} (or use --model default / bicubic)")
+        from dualsr.models import get_spec
+        from dualsr.weights import shipped_for, shipped_names
+
+        try:
+            shipped = shipped_for(get_spec(name).name, args.scale)
+        except KeyError as exc:  # an unknown name: the registry's message lists the known ones
+            raise CommandError(str(exc.args[0] if exc.args else exc)) from None
+        if shipped is None:
+            raise CommandError(f"--weights FILE is required for model {name!r} (dualsr ships {shipped_names()}; "
+                               "or use --model default / bicubic)")
+        weights = str(shipped.path)
     loaded = load_model(weights, name, args.scale, args.widths)
     return loaded.model, loaded.name, loaded.label, loaded.scale
 

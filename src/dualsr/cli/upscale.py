@@ -149,7 +149,7 @@ def _build_upscaler(args: argparse.Namespace):
     except DefaultWeightsMissing as exc:
         raise CommandError(str(exc)) from None
     except WeightsRequiredError as exc:  # the library's message names the keyword; say the flags
-        raise CommandError(f"--model {exc.model} needs --weights FILE (only {exc.shipped} ships with dualsr; a "
+        raise CommandError(f"--model {exc.model} needs --weights FILE (dualsr ships {exc.shipped}; a "
                            "random model would produce noise)") from None
     except WeightsError as exc:  # messages already name the file and the mismatch
         raise CommandError(str(exc).splitlines()[0]) from None

@@ -60,10 +60,11 @@ _DTYPES = {"float32": torch.float32, "float": torch.float32, "fp32": torch.float
 
 
 class WeightsRequiredError(ValueError):
-    """A model other than the shipped one was named without weights (it would produce noise)."""
+    """A model that does not ship was named without weights (it would produce noise)."""
 
     def __init__(self, model: str, shipped: str):
-        super().__init__(f"model {model!r} needs weights= (a random model would produce noise)")
+        super().__init__(f"model {model!r} needs weights= (a random model would produce noise; "
+                         f"shipped: {shipped})")
         self.model, self.shipped = model, shipped
 
 
@@ -145,12 +146,15 @@ def _resolve_model(model, weights, scale, config) -> tuple[nn.Module, int, str]:
         spec = spec_of(model)
         return model, int(found), spec.name if spec.name != "module" else type(model).__name__
     if weights is None:
-        from dualsr.weights import default_weights
+        from dualsr.weights import default_weights, shipped_for, shipped_names
 
-        shipped = default_weights(scale)  # the default for this scale (x4 when none is asked for)
-        if model is not None and get_spec(model).name != shipped.model:
-            raise WeightsRequiredError(get_spec(model).name, shipped.model)
-        weights = shipped.path
+        if model is None:
+            weights = default_weights(scale).path  # the default for this scale (x4 when none is asked for)
+        else:  # a named model without weights: its shipped file at this scale, if one ships
+            shipped = shipped_for(get_spec(model).name, scale)
+            if shipped is None:
+                raise WeightsRequiredError(get_spec(model).name, shipped_names())
+            weights = shipped.path
     loaded = load(weights, name=model, scale=scale, **config)
     return loaded.model, loaded.scale, loaded.name
 

@@ -77,5 +77,24 @@ def shipped_weights() -> list[DefaultWeights]:
     return found
 
 
+def shipped_for(model: str, scale: int | None = None) -> DefaultWeights | None:
+    """The shipped file of registry model `model` at `scale` (None: x4): the default of that scale
+    when it is that model, else any shipped file of it (None when none ships)."""
+    scale = DEFAULT_SCALE if scale is None else int(scale)
+    if scale in DEFAULTS:
+        try:
+            default = default_weights(scale)
+        except DefaultWeightsMissing:
+            default = None
+        if default is not None and default.model == model:
+            return default
+    return next((w for w in shipped_weights() if w.model == model and w.scale == scale), None)
+
+
+def shipped_names() -> str:
+    """What ships, for messages: 'rlfn x4, drn-t x4, ...' in file-name order."""
+    return ", ".join(f"{w.model} x{w.scale}" for w in shipped_weights()) or "nothing"
+
+
 __all__ = ["DEFAULTS", "DEFAULT_SCALE", "DEFAULT_STEM", "DefaultWeights", "DefaultWeightsMissing", "WEIGHTS_DIR", "default_weights",
-           "shipped_weights"]
+           "shipped_for", "shipped_names", "shipped_weights"]
