@@ -151,7 +151,7 @@ def main() -> None:
         seconds = summary.get("seconds", {})
         times = ", ".join(f"{k} {v / 60:.1f} min" for k, v in seconds.items())
         best = summary.get("finetune_best") or {}
-        best_text = f"{best['psnr']:.2f} dB at step {best['step']}" if "psnr" in best else "—"
+        best_text = (f"{best['best_val_psnr']:.2f} dB at step {best['best_step']}" if best.get("best_val_psnr") else "—")
         shipped = SHIPPED_DIR / f"{recipe['stem']}.safetensors"
         equal = ("yes" if same_tensors(path, shipped) else "NO") if shipped.is_file() else "not shipped"
         width_text = "/".join(str(w) for w in recipe["widths"][:3]) + " x6"

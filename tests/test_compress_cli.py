@@ -119,6 +119,19 @@ def test_wrong_width_file_is_a_one_line_error(setup, capsys):
     assert "prunable layers" in capsys.readouterr().err
 
 
+def test_an_rlfn_width_file_without_stream_widths_is_read_as_full_streams(setup):
+    root, hr, _ = setup
+    from dualsr.checkpoint import save_weights
+
+    weights = root / "rlfn_tiny.safetensors"
+    save_weights(create_model("rlfn", 4, n_feats=8, n_blocks=2, esa_width=4), weights)
+    old = root / "old_widths.txt"
+    old.write_text("4\n4\n4\n8\n4\n2\n")  # 3 inner widths per block, as written before the stream
+    out = root / "rlfn_old_widths"
+    assert main(_common(weights, hr, out) + ["--method", "l1", "--widths", str(old), "--gt-size", "64"]) == 0
+    assert load(str(out / "compressed.safetensors")).model.widths == [4, 4, 4, 8, 4, 2, 8, 8, 8]
+
+
 def _compress(args, timeout=120):
     import os
     import subprocess

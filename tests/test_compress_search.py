@@ -91,12 +91,24 @@ def test_dr_pruning_keeps_exactly_the_searched_widths(name, data, tmp_path):
 
 def test_finetune_with_teacher_updates_the_student(data):
     teacher = _tiny("rlfn")
-    student = uniform_widths(teacher, 0.5)
-    student = create_model("rlfn", 4, n_feats=16, n_blocks=1, esa_width=8, widths=student)
-    before = copy.deepcopy(student.state_dict())
-    finetune(student, create_dual(student), data, FinetuneConfig(steps=2, batch_size=1), teacher=teacher)
-    assert any(not torch.equal(before[k], v) for k, v in student.state_dict().items())
+    widths = uniform_widths(teacher, 0.5)
+    inner_only = [w if not layer.name.startswith("stream") else layer.full
+                  for w, layer in zip(widths, prunable_layers(teacher))]
+    for distill, student_widths in (("feature", inner_only), ("output", widths)):
+        student = create_model("rlfn", 4, n_feats=16, n_blocks=1, esa_width=8, widths=student_widths)
+        before = copy.deepcopy(student.state_dict())
+        finetune(student, create_dual(student), data, FinetuneConfig(steps=2, batch_size=1, distill=distill),
+                 teacher=teacher)
+        assert any(not torch.equal(before[k], v) for k, v in student.state_dict().items())
     assert all(p.requires_grad for p in teacher.parameters())  # the caller's teacher is left as it was
+
+
+def test_feature_distillation_refuses_a_pruned_distill_point(data):
+    teacher = _tiny("rlfn")
+    student = create_model("rlfn", 4, n_feats=16, n_blocks=1, esa_width=8, widths=uniform_widths(teacher, 0.5))
+    with pytest.raises(ValueError, match="use output distillation"):
+        finetune(student, None, data, FinetuneConfig(steps=1, batch_size=1, distill="feature", dual_weight=0),
+                 teacher=teacher)
 
 
 def test_l1_selection_keeps_largest_consumer_norms():

@@ -133,6 +133,8 @@ def _reference_greedy(model, duals, consumers, target, sampler, config, score=_l
     ("drn-t", "up_blocks.0.1", 3, 7, ("l1", "no-sub-steps", "grad-l1")),  # before PixelShuffle(2): group 4
     ("rlfn", "block_1.c2_r", 3, 1, ("l1", "one-shot", "no-sub-steps")),  # 8 -> 3
     ("rlfn", "block_1.esa.conv1", 2, 5, ("l1", "one-shot", "no-sub-steps", "first-consumer")),  # 2 consumers
+    ("rlfn", "stream.0", 3, 3, ("l1", "one-shot", "first-consumer")),  # into block 1: 3 readers, 2 coupled
+    ("rlfn", "stream.1", 3, 1, ("l1", "one-shot", "first-consumer")),  # out of block 1: 2 readers
 ])
 def test_dr_pruning_picks_the_greedy_channels_computed_independently(name, layer_name, target, seed,
                                                                      differs_from):
@@ -196,8 +198,9 @@ def _last_conv_input_means(model, conv_name: str, x: torch.Tensor) -> torch.Tens
 def test_distillation_pulls_student_features_toward_the_teacher():
     torch.manual_seed(0)
     teacher = _tiny("rlfn").eval()
-    point = "upsampler.0"  # RLFN's last output conv: its input is the residual stream
-    student = prune_with(teacher, [max(1, layer.full // 2) for layer in prunable_layers(teacher)], "l1")
+    point = "upsampler.0"  # RLFN's last output conv: its input is the residual stream, kept at full width
+    student = prune_with(teacher, [layer.full if layer.name.startswith("stream") else max(1, layer.full // 2)
+                                   for layer in prunable_layers(teacher)], "l1")
     duals = create_dual(student)
     data = _data(torch.float32)
     probe = data.all.batch(10_000, 0, 4)[0]  # a fixed batch that fine-tuning never sees

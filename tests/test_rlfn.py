@@ -109,3 +109,40 @@ def test_windows_start_at_the_tile_phase():
         assert t.wy0 <= max(0, t.y0 - 33) and t.wy1 >= min(160, t.y1 + 33) and t.wy1 <= 160 and t.wx1 <= 150
     for t in make_tiles(160, 152, 32, 5, multiple=4, phase=6):
         assert t.wy0 % 12 == 0 and t.wx0 % 12 == 0 and (t.wy1 - t.wy0) % 4 == 0 and t.wx1 <= 152
+
+
+def test_rlfn_stream_widths_are_prunable_one_per_block_boundary():
+    from dualsr.compress.layers import prunable_layers
+
+    model = create_model("rlfn", 4, n_feats=12, n_blocks=2, esa_width=4)
+    names = [layer.name for layer in prunable_layers(model)]
+    assert names[-3:] == ["stream.0", "stream.1", "stream.2"] and len(names) == 3 * 2 + 3
+    narrow = create_model("rlfn", 4, n_feats=12, n_blocks=2, esa_width=4,
+                          widths=[12, 12, 4, 12, 12, 4, 8, 6, 4])
+    assert narrow.conv_1.out_channels == 8 and narrow.block_1.c3_r.out_channels == 8  # added to conv_1's
+    assert narrow.block_1.c5.out_channels == 6 and narrow.block_2.c3_r.out_channels == 6  # out of block 1
+    assert narrow.block_2.c5.out_channels == 4 and narrow.conv_2.in_channels == 4 and narrow.conv_2.out_channels == 8
+
+
+def test_rlfn_width_lists_saved_before_the_stream_was_prunable_still_build():
+    old = [12, 8, 4, 12, 8, 4]  # inner widths only, as compressed files were saved before
+    model = create_model("rlfn", 4, n_feats=12, n_blocks=2, esa_width=4, widths=old)
+    assert model.widths == old + [12, 12, 12]
+
+
+def test_a_stream_pruned_rlfn_loads_strictly_from_a_plain_state_dict(tmp_path):
+    from dualsr.checkpoint import load
+    from dualsr.compress.layers import prunable_layers
+    from dualsr.compress.surgery import remove_channels
+
+    model = create_model("rlfn", 4, n_feats=12, n_blocks=2, esa_width=4).eval()
+    keep = {layer.name: list(range(0, layer.full, 2)) for layer in prunable_layers(model)
+            if layer.name in ("stream.1", "stream.2", "block_2.c1_r")}
+    pruned = remove_channels(model, keep)
+    path = tmp_path / "plain.pth"
+    torch.save(pruned.state_dict(), path)  # no dualsr metadata: the widths come from the shapes
+    loaded = load(path).model.eval()
+    assert loaded.widths == pruned.widths
+    x = torch.rand(1, 3, 20, 24) * 255
+    with torch.no_grad():
+        assert torch.equal(loaded(x), pruned(x))

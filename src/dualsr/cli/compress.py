@@ -99,8 +99,10 @@ def _load_primal(args):
 
 
 def _read_widths(path: str, model) -> list[int]:
+    import torch
+
     from dualsr.checkpoint import read_widths_file
-    from dualsr.compress.layers import current_widths, head_count, prunable_layers
+    from dualsr.compress.layers import current_widths, head_count, prunable_layers, rebuild
 
     if not Path(path).is_file():
         raise CommandError(f"{path}: no such width file")
@@ -110,7 +112,11 @@ def _read_widths(path: str, model) -> list[int]:
         raise CommandError(str(exc).splitlines()[0]) from None
     full = current_widths(model)
     if len(widths) != len(full):
-        raise CommandError(f"{path}: {len(widths)} widths, but the model has {len(full)} prunable layers")
+        try:  # a model may still read an older, shorter list (RLFN's before its stream was prunable)
+            with torch.device("meta"):
+                widths = current_widths(rebuild(model, widths))
+        except (ValueError, TypeError):
+            raise CommandError(f"{path}: {len(widths)} widths, but the model has {len(full)} prunable layers") from None
     bad = [i + 1 for i, (w, c) in enumerate(zip(widths, full)) if not 1 <= w <= c]
     if bad:
         raise CommandError(f"{path}: widths out of range [1, full width] on lines {bad[:5]}")

@@ -48,7 +48,7 @@ class WidthCost:
     @classmethod
     def fit(cls, model: nn.Module, kind: str = "params", lr_size: tuple[int, int] = (96, 96)) -> "WidthCost":
         layers = prunable_layers(model)
-        squared = [layer.name for layer in layers if layer.producer in layer.consumers]
+        squared = [layer.name for layer in layers if any(name in layer.consumers for name in layer.producers)]
         if squared:  # a w_l^2 term: E[cost] would no longer be cost(E[w])
             raise ValueError(f"layer {squared[0]} feeds its own width; the search's cost term does not model that")
         count = _counter(model, kind, lr_size)
@@ -65,8 +65,9 @@ class WidthCost:
         pairwise = torch.zeros(n, n, dtype=torch.float64)
         for i, j in itertools.combinations(range(n), 2):
             # a product w_i w_j needs one weight with w_i inputs and w_j outputs (or the reverse):
-            # a consumer of one layer that is the producer of the other (the probe below checks it)
-            coupled = layers[j].producer in layers[i].consumers or layers[i].producer in layers[j].consumers
+            # a consumer of one layer that is a producer of the other (the probe below checks it)
+            coupled = (any(n in layers[i].consumers for n in layers[j].producers)
+                       or any(n in layers[j].consumers for n in layers[i].producers))
             if not (steps[i] and steps[j] and coupled):
                 continue
             w = list(base)

@@ -3,8 +3,8 @@
 Distillation from the (unpruned) teacher, `distill`:
   "feature" (the official DRN/DRC recipe): MSE between the per-channel spatial means of the
      features entering the module the spec names as `distill_feature` (the last output conv) in
-     student and teacher; those features are in the residual stream, whose width pruning never
-     changes.
+     student and teacher, channel by channel, so only while pruning leaves that width alone
+     (a pruned RLFN stream changes it: then use "output").
   "output" (the official SwinIR-DRC recipe): L1 between the student's and the teacher's SR images
      (0-255, like every loss here).
 The term is added with `distill_weight`. `schedule` "cosine" anneals the rate to `eta_min` over the
@@ -134,6 +134,11 @@ def finetune(model: nn.Module, duals: nn.ModuleList | None, data: CompressData, 
                 with torch.no_grad():
                     teacher_sr = sr_image(teacher, pyramid[0])  # feature: the hooks keep its channel means
                 if feature_distill:
+                    if student_means.value.shape != teacher_means.value.shape:
+                        raise ValueError(
+                            f"feature distillation compares the input of {distill_point(model)} channel by channel, "
+                            f"but the student has {student_means.value.shape[1]} channels there and the teacher "
+                            f"{teacher_means.value.shape[1]}: use output distillation")
                     term = F.mse_loss(student_means.value, teacher_means.value)
                 else:
                     term = F.l1_loss(outputs[-1], teacher_sr)

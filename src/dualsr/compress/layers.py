@@ -33,6 +33,9 @@ def prunable_layers(model: nn.Module) -> list[PrunableLayer]:
     for layer in layers:
         if layer.kind not in KINDS:
             raise TypeError(f"{layer.name}: prunable layer kind {layer.kind!r} is not supported ({', '.join(KINDS)})")
+        if layer.coupled and (layer.kind != "conv" or layer.group != 1 or layer.mask_at != layer.producer):
+            raise TypeError(f"{layer.name}: coupled producers need a plain conv width (kind conv, group 1, "
+                            "masked at its producer)")
     return layers
 
 
@@ -161,9 +164,9 @@ def channel_masks(model: nn.Module, layers: Sequence[PrunableLayer],
                   masks: Sequence[torch.Tensor | None], values: bool = True) -> Iterator[None]:
     """Multiply each layer's channels by its mask (a length-`width` tensor) during forwards.
 
-    Masks act after the producer's bias (and after a PixelShuffle), so a zero mask is exactly the
-    removal of that channel: every activation that follows is positively homogeneous (or zero
-    at zero). A qkv layer's mask covers q, k and v (q rescaled for the smaller head dim);
+    Masks act after the producer's bias (and after a PixelShuffle), and after every coupled
+    producer's, so a zero mask is exactly the removal of that channel: every activation that
+    follows is positively homogeneous (or zero at zero). A qkv layer's mask covers q, k and v (q rescaled for the smaller head dim);
     values=False leaves v alone, so that only the attention logits see the removal.
     """
     handles = []
@@ -178,7 +181,8 @@ def channel_masks(model: nn.Module, layers: Sequence[PrunableLayer],
         def hook(_module, _inputs, output, mask=mask, axis=layer.axis):
             return output * _activation_mask(mask, output, axis)
 
-        handles.append(get_module(model, layer.mask_at).register_forward_hook(hook))
+        for name in (layer.mask_at, *layer.coupled):  # a stream's channels are zero wherever they are made
+            handles.append(get_module(model, name).register_forward_hook(hook))
     try:
         yield
     finally:

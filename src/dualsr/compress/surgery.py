@@ -47,7 +47,7 @@ def _example_input(model: nn.Module) -> torch.Tensor:
 
 
 def _check_group(model: nn.Module, group, layer: PrunableLayer) -> None:
-    expected = {id(get_module(model, n)) for n in (layer.producer, *layer.consumers)}
+    expected = {id(get_module(model, n)) for n in (*layer.producers, *layer.consumers)}
     for dep, _idxs in group:
         module = dep.target.module
         if isinstance(module, nn.Module) and any(True for _ in module.parameters(recurse=False)):

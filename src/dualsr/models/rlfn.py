@@ -5,10 +5,14 @@ The NTIRE 2022 efficient-SR winner, written to load the official bytedance/RLFN 
 (`conv_1`, `block_1..6` with `c1_r/c2_r/c3_r/c5/esa`, `conv_2`, `upsampler.0`). Input and output
 are RGB on the 0-255 scale with no mean shift, as the released weights were trained.
 
-Prunable widths (for DRC): the residual stream (52 channels) stays; inside each RLFB three widths
-may shrink, in this order per block: the output of `c1_r` (= input of `c2_r`), the output of
-`c2_r` (= input of `c3_r`) and the output of the ESA's first 1x1 conv `esa.conv1` (= input of
-`esa.conv_f` and `esa.conv2`). That is 18 widths for the 6 blocks; `widths=None` is the full net.
+Prunable widths (for DRC): inside each RLFB three widths, in this order per block: the output of
+`c1_r` (= input of `c2_r`), the output of `c2_r` (= input of `c3_r`) and the output of the ESA's
+first 1x1 conv `esa.conv1` (= input of `esa.conv_f` and `esa.conv2`). Then the `n_feats`-channel
+stream, which is n_blocks + 1 widths: the features entering block 1 (the head conv's output, added
+to block 1's `c3_r` output and to `conv_2`'s by the residuals), and those leaving each block
+(its `c5` output, gated by its ESA, which the next block's `c3_r` output is added to; the last
+one is `conv_2`'s input). That is 25 widths for the 6 blocks; `widths=None` is the full net. A
+list of 18 (files saved before the stream was prunable) keeps every stream width at `n_feats`.
 """
 from __future__ import annotations
 
@@ -96,18 +100,23 @@ class ESA(WindowAware):
 
 
 class RLFB(nn.Module):
-    """Residual local feature block: three 3x3 convs with a local residual, 1x1 conv, then ESA."""
+    """Residual local feature block: three 3x3 convs with a local residual, 1x1 conv, then ESA.
+
+    `channels` in, `out_channels` (default the same) out: the 1x1 conv `c5` changes the width.
+    """
 
     def __init__(self, channels: int, mid1: int | None = None, mid2: int | None = None,
-                 esa_in: int | None = None, esa_width: int = 16, negative_slope: float = 0.05):
+                 esa_in: int | None = None, esa_width: int = 16, negative_slope: float = 0.05,
+                 out_channels: int | None = None):
         super().__init__()
         mid1 = channels if mid1 is None else mid1
         mid2 = channels if mid2 is None else mid2
+        out_channels = channels if out_channels is None else out_channels
         self.c1_r = _conv(channels, mid1, 3)
         self.c2_r = _conv(mid1, mid2, 3)
         self.c3_r = _conv(mid2, channels, 3)
-        self.c5 = _conv(channels, channels, 1)
-        self.esa = ESA(channels, esa_width, esa_in)
+        self.c5 = _conv(channels, out_channels, 1)
+        self.esa = ESA(out_channels, esa_width, esa_in)
         self.act = nn.LeakyReLU(negative_slope, inplace=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -118,8 +127,9 @@ class RLFB(nn.Module):
 
 
 def full_widths(n_feats: int = 52, n_blocks: int = 6, esa_width: int = 16) -> list[int]:
-    """The prunable widths of the unpruned RLFN, block by block: [c1_r, c2_r, esa.conv1] outputs."""
-    return [n_feats, n_feats, esa_width] * n_blocks
+    """The prunable widths of the unpruned RLFN: [c1_r, c2_r, esa.conv1] outputs block by block, then
+    the stream into block 1 and out of each block."""
+    return [n_feats, n_feats, esa_width] * n_blocks + [n_feats] * (n_blocks + 1)
 
 
 class RLFN(nn.Module):
@@ -129,6 +139,8 @@ class RLFN(nn.Module):
                  widths: list[int] | None = None, n_colors: int = 3):
         super().__init__()
         full = full_widths(n_feats, n_blocks, esa_width)
+        if widths is not None and len(widths) == WIDTHS_PER_BLOCK * n_blocks:  # saved before the stream was prunable
+            widths = [*widths, *[n_feats] * (n_blocks + 1)]
         widths = resolve_widths(widths, full, f"RLFN with {n_blocks} blocks")
         self.scale = scale
         self.n_feats = n_feats
@@ -137,13 +149,15 @@ class RLFN(nn.Module):
         self.widths = widths
         self.pruned = widths != full
 
-        self.conv_1 = _conv(n_colors, n_feats, 3)
+        stream = widths[WIDTHS_PER_BLOCK * n_blocks:]  # into block 1, out of block 1, ..., out of the last
+        self.conv_1 = _conv(n_colors, stream[0], 3)
         for i in range(n_blocks):
             mid1, mid2, esa_in = widths[WIDTHS_PER_BLOCK * i: WIDTHS_PER_BLOCK * (i + 1)]
             # official names block_1 .. block_6 keep the released state_dict keys
-            self.add_module(f"block_{i + 1}", RLFB(n_feats, mid1, mid2, esa_in, esa_width))
-        self.conv_2 = _conv(n_feats, n_feats, 3)
-        self.upsampler = nn.Sequential(_conv(n_feats, n_colors * scale * scale, 3), nn.PixelShuffle(scale))
+            self.add_module(f"block_{i + 1}", RLFB(stream[i], mid1, mid2, esa_in, esa_width,
+                                                   out_channels=stream[i + 1]))
+        self.conv_2 = _conv(stream[-1], stream[0], 3)  # its output is added to the head conv's
+        self.upsampler = nn.Sequential(_conv(stream[0], n_colors * scale * scale, 3), nn.PixelShuffle(scale))
 
     @property
     def blocks(self) -> list[RLFB]:
@@ -181,18 +195,30 @@ _MIN_INPUT = 15
 
 
 def prunable_layers(model: RLFN) -> list[PrunableLayer]:
-    """Per RLFB: the outputs of c1_r and c2_r and of the ESA's first 1x1 conv (the stream stays)."""
+    """Per RLFB: the outputs of c1_r and c2_r and of the ESA's first 1x1 conv; then the stream."""
     full = full_widths(model.n_feats, model.n_blocks, model.esa_width)
     w = model.widths
     layers = []
-    for i in range(model.n_blocks):
-        b = f"block_{i + 1}"
+    blocks = [f"block_{i + 1}" for i in range(model.n_blocks)]
+    for i, b in enumerate(blocks):
         layers += [
             PrunableLayer(f"{b}.c1_r", f"{b}.c1_r", (f"{b}.c2_r",), f"{b}.c1_r", full[3 * i], w[3 * i]),
             PrunableLayer(f"{b}.c2_r", f"{b}.c2_r", (f"{b}.c3_r",), f"{b}.c2_r", full[3 * i + 1], w[3 * i + 1]),
             PrunableLayer(f"{b}.esa.conv1", f"{b}.esa.conv1", (f"{b}.esa.conv_f", f"{b}.esa.conv2"),
                           f"{b}.esa.conv1", full[3 * i + 2], w[3 * i + 2]),
         ]
+    # the stream: into block 1, the head conv's channels, which block 1's c3_r output and conv_2's are
+    # added to; out of block b, c5's channels times its ESA gate (sigmoid of conv4, channel by
+    # channel), which the next block's c3_r output is added to
+    first = 3 * model.n_blocks
+    layers.append(PrunableLayer("stream.0", "conv_1", (f"{blocks[0]}.c1_r", f"{blocks[0]}.c5", "upsampler.0"),
+                                "conv_1", full[first], w[first], coupled=(f"{blocks[0]}.c3_r", "conv_2")))
+    for i, b in enumerate(blocks):
+        after = blocks[i + 1] if i + 1 < len(blocks) else None
+        readers = (f"{b}.esa.conv1", f"{after}.c1_r", f"{after}.c5") if after else (f"{b}.esa.conv1", "conv_2")
+        coupled = (f"{b}.esa.conv4", f"{after}.c3_r") if after else (f"{b}.esa.conv4",)
+        layers.append(PrunableLayer(f"stream.{i + 1}", f"{b}.c5", readers, f"{b}.c5", full[first + i + 1],
+                                    w[first + i + 1], coupled=coupled))
     return layers
 
 
@@ -228,6 +254,11 @@ def detect(state) -> Detected | None:
                        int(state[f"block_{i}.esa.conv1.weight"].shape[0])]
     except KeyError:
         return None
+    widths.append(n_feats)
+    widths += [int(state[f"block_{i}.c5.weight"].shape[0]) for i in range(1, n_blocks + 1)]
+    # without metadata a pruned stream looks like a narrower model: n_feats is the widest stream or
+    # inner width (a model at least that wide)
+    n_feats = max(w for i, w in enumerate(widths) if i >= 3 * n_blocks or i % WIDTHS_PER_BLOCK != 2)
     pruned = widths != full_widths(n_feats, n_blocks, esa_width)
     return Detected("rlfn", scale, {"n_feats": n_feats, "n_blocks": n_blocks, "esa_width": esa_width,
                                     "widths": widths if pruned else None}, tuple(widths))

@@ -61,6 +61,9 @@ class PrunableLayer:
     PixelShuffle(r): width channel j is producer channels j*r*r .. j*r*r + r*r - 1).
     multiple: a pruned width must stay a multiple of this (e.g. a head count).
     full: the unpruned width; width: the width of the model the description was made from.
+    coupled: further modules whose outputs carry the same channels, because they are added to or
+    multiplied with the producer's (a residual stream): masked like `mask_at` and cut with the
+    producer. A module may both read the channels and be coupled (a 1x1 conv on the stream).
     """
 
     name: str
@@ -73,6 +76,12 @@ class PrunableLayer:
     kind: str = "conv"
     axis: int = 1
     multiple: int = 1
+    coupled: tuple[str, ...] = ()
+
+    @property
+    def producers(self) -> tuple[str, ...]:
+        """Every module whose output channels are this width's: the producer, then `coupled`."""
+        return (self.producer, *self.coupled)
 
 
 @dataclass(frozen=True)
