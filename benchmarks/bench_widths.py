@@ -8,7 +8,7 @@ mode, every row of a table timed interleaved with the others (median of --rounds
      C = 52 (RLFN's width): the time per multiply-add is far from constant in C;
   2. whole RLFN variants (random weights: the time does not depend on their values) at x4 on 120x80
      and at x2 on 240x160, against the released RLFN: inner widths (c1_r, c2_r) against the stream
-     width (n_feats);
+     width (n_feats), and the released widths with the 1x1 convs sent through oneDNN;
   3. torch.profiler's operator breakdown of RLFN x4 and of the shipped x4 default on 120x80.
 Writes the `rlfn_widths` section of benchmarks/REPORT.md.
 """
@@ -40,7 +40,18 @@ VARIANTS = {
     "stream 40": {"n_feats": 40},
     "stream 40, inner 32": {"n_feats": 40, "widths": [32, 32, 16] * 6},
     "stream 32": {"n_feats": 32},
+    "RLFN, 1x1 convs through oneDNN": {},  # see _one_by_one_through_onednn
 }
+FORCED_ONEDNN = "RLFN, 1x1 convs through oneDNN"
+
+
+def _one_by_one_through_onednn(model: torch.nn.Module) -> torch.nn.Module:
+    """Dilation 2 on every 1x1 stride-1 conv: the same function, but torch then picks oneDNN for it
+    (single-threaded, batch-1 1x1 convs otherwise take torch's own im2col + sgemm path)."""
+    for module in model.modules():
+        if isinstance(module, torch.nn.Conv2d) and module.kernel_size == (1, 1) and module.stride == (1, 1):
+            module.dilation = (2, 2)
+    return model
 LR_SIZES = {4: (80, 120), 2: (160, 240)}
 
 
@@ -85,6 +96,7 @@ def variants_table(rounds: int) -> list[str]:
     for scale, (h, w) in LR_SIZES.items():
         torch.manual_seed(0)
         models = {k: RLFN(scale=scale, **v).eval().to(memory_format=torch.channels_last) for k, v in VARIANTS.items()}
+        _one_by_one_through_onednn(models[FORCED_ONEDNN])
         x = (torch.rand(1, 3, h, w) * 255).contiguous(memory_format=torch.channels_last)
         with torch.inference_mode():
             med = interleaved({k: (lambda m=m: m(x)) for k, m in models.items()}, rounds)

@@ -5,6 +5,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from dualsr.cli import main
@@ -59,6 +60,35 @@ def test_output_distillation_and_held_out_selection_are_recorded_in_the_summary(
     best = summary["finetune_best"]
     assert best["best_step"] in (1, 2)
     assert summary["val_psnr"] == pytest.approx(best["best_val_psnr"], abs=1e-9)  # the kept weights are the best
+
+
+def test_a_teacher_of_another_architecture_distils_the_output(setup, capsys):
+    from safetensors.torch import load_file
+
+    from dualsr.checkpoint import save_weights
+
+    root, hr, weights = setup
+    teacher = root / "teacher_rlfn.safetensors"
+    save_weights(create_model("rlfn", 4, n_feats=8, n_blocks=1, esa_width=4), teacher)
+    flags = ["--method", "l1", "--distill", "output", "--gt-size", "64"]
+    assert main(_common(weights, hr, root / "own_teacher") + flags) == 0
+    assert main(_common(weights, hr, root / "rlfn_teacher") + flags + ["--teacher", str(teacher)]) == 0
+    summary = json.loads((root / "rlfn_teacher" / "summary.json").read_text())
+    assert summary["teacher"] == str(teacher)
+    own, other = (load_file(root / run / "compressed.safetensors") for run in ("own_teacher", "rlfn_teacher"))
+    assert any(not torch.equal(own[k], other[k]) for k in own)  # same run otherwise: the teacher was used
+    capsys.readouterr()
+    x2 = root / "teacher_x2.safetensors"
+    save_weights(create_model("drn-t", 2), x2)
+    for extra, message in (([], "--teacher is the distillation teacher"),
+                           (["--distill", "output", "--teacher", str(x2)], "is x2, the model to compress x4"),
+                           (["--distill", "feature", "--teacher", str(teacher)], "needs --distill output"),
+                           (["--distill", "output", "--teacher", str(root / "none.pt")], "no such weights file")):
+        teacher_flag = [] if extra else ["--teacher", str(teacher)]
+        assert main(_common(weights, hr, root / "bad_teacher") + ["--gt-size", "64"] + extra + teacher_flag) == 2
+        err = capsys.readouterr().err.strip()
+        assert message in err and len(err.splitlines()) == 1, err
+    assert not any((root / "bad_teacher").iterdir())  # refused before any work
 
 
 def test_rerun_skips_finished_stages(setup):

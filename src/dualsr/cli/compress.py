@@ -70,6 +70,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "the last conv's input, the DRN/DRC recipe; the default of a bare --distill) or output "
                              "(L1 to the teacher's SR, the SwinIR-DRC recipe)")
     parser.add_argument("--distill-weight", type=float, default=1.0, help="weight of the distillation term (default 1)")
+    parser.add_argument("--teacher", metavar="FILE",
+                        help="weights of the distillation teacher, any model of the same scale (default: the "
+                             "uncompressed model); another architecture needs --distill output")
     parser.add_argument("--finetune-schedule", choices=("constant", "cosine"), default="constant",
                         help="fine-tuning learning rate: constant (DRC's, default) or cosine to 1e-6")
     parser.add_argument("--channels-last", action="store_true",
@@ -96,6 +99,26 @@ def _load_primal(args):
     from dualsr.cli import load_model
 
     return load_model(args.weights, args.model, args.scale)
+
+
+def _load_teacher(args: argparse.Namespace, primal):
+    """The distillation teacher: --teacher (checked against the primal's scale and patches), else the primal."""
+    from dualsr.cli import load_model
+
+    if not args.teacher:
+        return primal.model
+    if not Path(args.teacher).is_file():
+        raise CommandError(f"--teacher {args.teacher}: no such weights file")
+    found = load_model(args.teacher, None, None)
+    if found.scale != primal.scale:
+        raise CommandError(f"--teacher {args.teacher} is x{found.scale}, the model to compress x{primal.scale}")
+    if args.distill == "feature" and found.name != primal.name:
+        raise CommandError(f"--distill feature compares {primal.name}'s own features; a {found.name} teacher "
+                           "needs --distill output")
+    problem = found.spec.patch_problem(args.gt_size, found.scale)
+    if problem:
+        raise CommandError(f"--teacher {args.teacher}: --gt-size {args.gt_size}: {problem}")
+    return found.model.eval()
 
 
 def _read_widths(path: str, model) -> list[int]:
@@ -138,6 +161,8 @@ def _check_arguments(args: argparse.Namespace) -> list[Path]:
         raise CommandError("--budget-from sets the budget of --method uniform; use it with that method")
     if args.budget_from and args.widths:
         raise CommandError("--budget-from and --widths both set the widths; give one")
+    if args.teacher and not args.distill:
+        raise CommandError("--teacher is the distillation teacher; give --distill output (or feature) with it")
     for option, value, low in (("--search-steps", args.search_steps, 1), ("--finetune-steps", args.finetune_steps, 0),
                                ("--dual-warmup-steps", args.dual_warmup_steps, 0), ("--batch-size", args.batch_size, 1),
                                ("--gt-size", args.gt_size, 1), ("--sub-steps", args.sub_steps, 0),
@@ -277,6 +302,7 @@ def _run(args: argparse.Namespace) -> int:
             distill_point(model)
         except TypeError as exc:
             raise CommandError(f"--distill: {exc}") from None
+    teacher = _load_teacher(args, loaded) if args.distill else None
     _check_data(files, args.data, scale, args.gt_size)
 
     # widths given or from an earlier run, checked against the model (and each other) up front
@@ -314,6 +340,7 @@ def _run(args: argparse.Namespace) -> int:
     summary.update({"method": args.method, "rate": args.rate, "dual_weight": args.dual_weight,
                     "search_dual_weight": args.search_dual_weight, "distill": args.distill,
                     "distill_weight": args.distill_weight if args.distill else None,
+                    "teacher": str(args.teacher) if args.distill and args.teacher else None,
                     "finetune_schedule": args.finetune_schedule,
                     "weights": str(args.weights), "seed": args.seed})
     times = summary.setdefault("seconds", {})
@@ -420,7 +447,7 @@ def _run(args: argparse.Namespace) -> int:
         log(f"fine-tuning ({config.steps} steps" + (f", {args.distill} distillation" if args.distill else "") + ")")
         best: dict = {}
         final = finetune(pruned, duals if args.dual_weight else None, data, config,
-                         teacher=model if args.distill else None, state_path=str(out / "finetune_state.pt"),
+                         teacher=teacher, state_path=str(out / "finetune_state.pt"),
                          progress=progress, report=best)
         if args.val_every:
             summary["finetune_best"] = best
