@@ -44,10 +44,11 @@ def _compress(args, variant: str, seed: int, root: Path) -> list[str]:
     elif variant != "drc":
         cmd += ["--duals", str(drc / "duals.safetensors")]  # every variant starts from the same duals
     search = shlex.split(args.search_flags)
+    widths = ["--widths", args.widths] if args.widths else search  # given widths: DR pruning only, no search
     if variant == "drc":
-        cmd += ["--method", "drc", *search]
+        cmd += ["--method", "drc", *widths]
     elif variant == "drc_nodual":
-        cmd += ["--method", "drc", "--search-dual-weight", "0", *search]
+        cmd += ["--method", "drc", "--search-dual-weight", "0", *widths]
     elif variant in ("l1", "random"):
         cmd += ["--method", variant, "--widths", str(drc / "widths.txt")]
     elif variant == "uniform":
@@ -87,6 +88,8 @@ def main() -> int:
                         "e.g. '--finetune-schedule cosine --val-every 250'")
     parser.add_argument("--distill", choices=("feature", "output"), default="output",
                         help="distillation of the *_distill variants (default output)")
+    parser.add_argument("--widths", help="a width file for every variant instead of DRC's search (the variants then "
+                                          "compare channel selection and fine-tuning at those widths)")
     parser.add_argument("--search-steps", type=int, default=100)
     parser.add_argument("--finetune-steps", type=int, default=200)
     parser.add_argument("--batch-size", type=int, default=4)
@@ -186,7 +189,9 @@ def _report(args, sets, base, base_info, rows, commands) -> None:
         f"batch {args.batch_size}, HR patches {args.gt_size}px. l1/random use DRC's searched widths of the same "
         f"seed; uniform matches DRC's parameter count (uniform_dr: those uniform widths, DR-pruned like drc). "
         f"drc_nodual: lambda = 0 in search and pruning (fine-tuning keeps lambda = 0.1); *_distill: "
-        f"`--distill {args.distill}` at drc's widths. Stage times are wall seconds on a CPU shared with other jobs.",
+        f"`--distill {args.distill}` at drc's widths. Stage times are wall seconds on a CPU shared with other jobs."
+        + (f" No search here: every variant is at the widths of `{args.widths}` (drc = DR channel pruning at "
+           "those widths)." if args.widths else ""),
         f"Machine: {machine_line()}." + (f" {args.note}" if args.note else ""),
         "",
         *lines,
