@@ -231,7 +231,8 @@ def test_default_weights_come_from_the_file_metadata(tmp_path, monkeypatch):
     monkeypatch.setattr(shipped_weights, "WEIGHTS_DIR", tmp_path)
     with pytest.raises(FileNotFoundError, match="not installed"):
         shipped_weights.default_weights()
-    save_weights(create_model("drn-t", SCALE, n_blocks=2, n_feats=4), tmp_path / "drn_t_x4.safetensors")
+    save_weights(create_model("drn-t", SCALE, n_blocks=2, n_feats=4),
+                 tmp_path / f"{shipped_weights.DEFAULTS[SCALE]}.safetensors")
     from_metadata = shipped_weights.default_weights()
     assert (from_metadata.model, from_metadata.scale) == ("drn-t", 4)
     assert from_metadata.config == {"n_blocks": 2, "n_feats": 4, "widths": None}

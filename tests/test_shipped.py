@@ -74,3 +74,49 @@ def test_cli_test_finds_a_shipped_model_by_name(tmp_path, monkeypatch, capsys):
     assert capsys.readouterr().out.startswith("drn-t x4")
     assert main(["test", "--model", "rlfn", "--data", str(folder)]) == 2
     assert "dualsr ships drn-t x4" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("scale", sorted(shipped.DEFAULTS))
+def test_each_default_tiles_within_two_grey_levels_at_its_default_padding(scale):
+    # a photo-like texture: smooth noise at several sizes; RLFN-based defaults tile with less context
+    # than their receptive radius (a warning says so); REPORT `default_models` measures 1024x1024
+    rng = np.random.default_rng(0)
+    image = np.zeros((150, 170, 3), np.float64)
+    for cells in (5, 17, 60):
+        coarse = rng.uniform(0, 255, (cells, cells, 3)).astype(np.uint8)
+        from PIL import Image
+
+        image += np.asarray(Image.fromarray(coarse).resize((170, 150), Image.BICUBIC), np.float64) / 3
+    image = image.round().astype(np.uint8)
+    whole = Upscaler(scale=scale).upscale(image)
+    tiler = Upscaler(scale=scale, tile=64)
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        tiled = tiler.upscale(image)
+    approximate = not tiler.exact_tiling
+    assert approximate == any("approximates the untiled" in str(w.message) for w in caught)
+    diff = int(np.abs(tiled.astype(np.int16) - whole.astype(np.int16)).max())
+    assert diff <= (2 if approximate else 1), diff
+
+
+def test_upscale_outscale_picks_the_default_made_for_it(tmp_path, monkeypatch, capsys):
+    from PIL import Image
+
+    from dualsr.checkpoint import save_weights
+    from dualsr.cli import main
+    from dualsr.models import create_model
+
+    monkeypatch.setattr(shipped, "WEIGHTS_DIR", tmp_path)
+    monkeypatch.setattr(shipped, "DEFAULTS", {4: "small_x4", 2: "small_x2"})
+    save_weights(create_model("drn-t", 4, n_blocks=1, n_feats=4), tmp_path / "small_x4.safetensors")
+    save_weights(create_model("drn-t", 2, n_blocks=1, n_feats=4), tmp_path / "small_x2.safetensors")
+    Image.fromarray(np.full((16, 20, 3), 90, np.uint8)).save(tmp_path / "a.png")
+    notes = {}
+    for factor in ("2", "3"):
+        assert main(["upscale", str(tmp_path / "a.png"), "-o", str(tmp_path / f"a_{factor}.png"), "-s", factor]) == 0
+        notes[factor] = capsys.readouterr().err
+        assert Image.open(tmp_path / f"a_{factor}.png").size == (20 * int(factor), 16 * int(factor))
+    assert "x2 with drn-t ->" in notes["2"]  # the x2 model, no resize
+    assert "x3 with drn-t (x4, then bicubic)" in notes["3"]  # no x3 model: x4, then bicubic

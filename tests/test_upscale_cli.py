@@ -250,6 +250,6 @@ def test_no_model_option_uses_the_shipped_default(tmp_path, capsys, monkeypatch,
     status = main(["upscale", str(_rgb(tmp_path / "a.png")), "-o", str(tmp_path / "out"), "-q"])
     assert status == 2 and "not installed" in capsys.readouterr().err
     (tmp_path / "pkg").mkdir()
-    shutil.copy(weights, tmp_path / "pkg" / "drn_t_x4.safetensors")
+    shutil.copy(weights, tmp_path / "pkg" / f"{shipped_weights.DEFAULTS[4]}.safetensors")
     status = main(["upscale", str(tmp_path / "a.png"), "-o", str(tmp_path / "out"), "-q"])
     assert status == 0 and Image.open(tmp_path / "out" / "a.png").size == (20, 24)

@@ -142,8 +142,15 @@ def _build_upscaler(args: argparse.Namespace):
     if args.weights and not Path(args.weights).is_file():
         raise CommandError(f"{args.weights}: no such weights file")
     dtype = torch.float16 if args.half else torch.bfloat16 if args.bf16 else torch.float32
+    scale = args.scale
+    if scale is None and not args.weights and args.outscale is not None and float(args.outscale).is_integer():
+        # a shipped model made for that factor beats the x4 default followed by a bicubic resize
+        from dualsr.weights import shipped_scales
+
+        if int(args.outscale) in shipped_scales(args.model):
+            scale = int(args.outscale)
     try:
-        return Upscaler(model=args.model, weights=args.weights, scale=args.scale, device=args.device,
+        return Upscaler(model=args.model, weights=args.weights, scale=scale, device=args.device,
                         tile=args.tile, tile_pad=args.tile_pad, dtype=dtype,
                         global_stats=not args.tile_local_stats, progress=not args.quiet)
     except DefaultWeightsMissing as exc:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 WEIGHTS_DIR = Path(__file__).resolve().parent
 DEFAULT_SCALE = 4
-DEFAULTS = {4: "drn_t_x4"}  # scale -> file stem in this folder
+DEFAULTS = {4: "rlfn_drc_x4", 2: "rlfn_drc_x2"}  # scale -> file stem in this folder
 DEFAULT_STEM = DEFAULTS[DEFAULT_SCALE]
 
 
@@ -91,10 +91,23 @@ def shipped_for(model: str, scale: int | None = None) -> DefaultWeights | None:
     return next((w for w in shipped_weights() if w.model == model and w.scale == scale), None)
 
 
+def shipped_scales(model: str | None = None) -> set[int]:
+    """The scales a model ships at: the default's scales for None, else those of its shipped files."""
+    if model is None:
+        return set(DEFAULTS)
+    from dualsr.models import get_spec
+
+    try:
+        name = get_spec(model).name
+    except KeyError:
+        return set()
+    return {w.scale for w in shipped_weights() if w.model == name}
+
+
 def shipped_names() -> str:
     """What ships, for messages: 'rlfn x4, drn-t x4, ...' in file-name order."""
     return ", ".join(f"{w.model} x{w.scale}" for w in shipped_weights()) or "nothing"
 
 
 __all__ = ["DEFAULTS", "DEFAULT_SCALE", "DEFAULT_STEM", "DefaultWeights", "DefaultWeightsMissing", "WEIGHTS_DIR", "default_weights",
-           "shipped_for", "shipped_names", "shipped_weights"]
+           "shipped_for", "shipped_names", "shipped_scales", "shipped_weights"]
