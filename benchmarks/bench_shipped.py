@@ -9,8 +9,8 @@ Each recipe is one `dualsr compress` command on a released RLFN file (Apache-2.0
 and ../shared/data/train: fit the duals, DRC channel pruning to the recipe's widths, then fine-tuning
 with the dual-regression loss and L1 distillation to the uncompressed model's output, the weights
 kept being the best on held-out training images (never on a test set). The widths are not searched:
-they are the multiples of 8 that oneDNN runs fast on this CPU (`benchmarks/REPORT.md`, section
-`shipped_models`, says why). The command is printed, and its stage times come from the run's
+they are chosen for CPU time from the measured costs of RLFN width variants (`bench_widths.py`,
+REPORT `rlfn_widths`). The command is printed, and its stage times come from the run's
 summary.json. Writes the `shipped_models` section of benchmarks/REPORT.md.
 """
 from __future__ import annotations
@@ -129,11 +129,11 @@ def main() -> None:
         "Each shipped model is one `dualsr compress` run from a released RLFN file (Apache-2.0) on T91 + BSD200: "
         "duals fitted, DRC channel pruning to the widths below, fine-tuning with the dual-regression loss plus "
         "L1 distillation to the uncompressed model's SR (cosine lr), keeping the weights best on held-out "
-        "training images. Widths are fixed, not searched: oneDNN's convolutions on this CPU run much faster at "
-        "multiples of 8 channels (a 3x3 conv at 120x80 with 32 channels in and out costs about as much as one "
-        "with 28, and 52 costs 3-4 times 32), so the widths are chosen for time, and DRC chooses the channels.",
+        "training images. Widths are fixed, not searched: they are multiples of 8 chosen for CPU time from the "
+        "measured costs of RLFN width variants (section `rlfn_widths`, `benchmarks/bench_widths.py`), and DRC "
+        "chooses which channels stay.",
         "",
-        "| shipped file | from | widths (c1_r, c2_r, esa per block) | params | stage times | fine-tuning best "
+        "| shipped file | from | widths (c1_r, c2_r, esa per block; stream kept) | params | stage times | fine-tuning best "
         "(held-out) | Set5 | Set14 | B100 | shipped file equals the run |",
         "|---|---|---|---:|---|---|---|---|---|---|",
     ]

@@ -5,7 +5,7 @@
 Three tables, one torch thread, channels-last tensors as `dualsr.Upscaler` runs them, inference
 mode, every row of a table timed interleaved with the others (median of --rounds):
   1. one 3x3 convolution, C channels in and out, on a 120x80 input (a B100 image at x4), against
-     C = 52 (RLFN's width): the time per multiply-add is far from constant in C;
+     C = 52 (RLFN's width): how the time per multiply-add moves with C;
   2. whole RLFN variants (random weights: the time does not depend on their values) at x4 on 120x80
      and at x2 on 240x160, against the released RLFN: inner widths (c1_r, c2_r) against the stream
      width (n_feats), and the released widths with the 1x1 convs sent through oneDNN;

@@ -317,17 +317,18 @@ class Upscaler:
                                phase=self.spec.tile_phase, min_size=self.spec.min_input)
         if len(tiles) > 1 and not self.exact_tiling and not self._warned_approximate:
             self._warned_approximate = True
+            hint = ""
             if self.spec.tiling == "global_pool" and not self.backend.whole_image_means:
                 why = "per-tile attention means: an ONNX graph cannot take whole-image means"
             elif self.spec.tiling == "placed" and not self.backend.window_layers:
                 why = "an ONNX graph cannot be told where a tile lies"
             elif self.spec.tiling == "placed":
-                why = (f"less context than the receptive radius {self.receptive_radius}; the error this leaves "
-                       "is measured in dualsr's benchmarks/REPORT.md; a larger tile_pad lowers it")
+                why = f"less context than the receptive radius {self.receptive_radius}"
+                hint = "; dualsr's benchmarks/REPORT.md measures the error, a larger tile_pad lowers it"
             else:
                 why = "per-tile attention means" if self.pool_layers else "non-local layers"
             warnings.warn(f"{self.name}: tiled output only approximates the untiled one ({why}, "
-                          f"tile_pad {self.tile_pad})", stacklevel=2)
+                          f"tile_pad {self.tile_pad}){hint}", stacklevel=2)
         image_size = tuple(rgb.shape[-2:])  # the (padded) image the windows are cut from
         use_stats = len(tiles) > 1 and self.global_stats and bool(self.pool_layers)
         n_passes = (len(self.pool_layers) if use_stats else 0) + 1
