@@ -20,7 +20,7 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
-from _report import machine_line, write_section  # noqa: E402
+from _report import machine_line, same_tensors, write_section  # noqa: E402
 
 RUNS = {"drn_t_x4": "configs/drn_t_x4.yaml", "drn_t_x4_nodual": "configs/drn_t_x4_nodual.yaml"}
 SETS = ("Set5", "Set14", "B100")
@@ -103,11 +103,7 @@ def main() -> None:
         lines.append(f"| {name} | " + " | ".join(f"{scores[s][0]:.2f} / {scores[s][1]:.4f}" for s in SETS) + " |")
     shipped = REPO / "src" / "dualsr" / "weights" / "drn_t_x4.safetensors"
     if shipped.is_file():
-        from safetensors.torch import load_file
-
-        trained = load_file(args.experiments / "drn_t_x4" / "models" / "net_g_best.safetensors")
-        same = trained.keys() == (ship := load_file(shipped)).keys() and all(
-            torch.equal(trained[k], ship[k]) for k in trained)
+        same = same_tensors(args.experiments / "drn_t_x4" / "models" / "net_g_best.safetensors", shipped)
         lines += ["", f"The shipped default model (`src/dualsr/weights/drn_t_x4.safetensors`) "
                   f"{'is' if same else 'is NOT'} the drn_t_x4 row's weights (compared tensor by tensor)."]
     gain = rows["drn_t_x4"]["Set5"][0] - rows["bicubic"]["Set5"][0]

@@ -27,7 +27,7 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
-from _report import machine_line, write_section  # noqa: E402
+from _report import machine_line, same_tensors, write_section  # noqa: E402
 
 SHARED = REPO.parent / "shared"
 TRAIN = [SHARED / "data" / "train" / "T91", SHARED / "data" / "train" / "BSD200"]
@@ -96,13 +96,6 @@ def ship(key: str) -> None:
     target = SHIPPED_DIR / f"{RECIPES[key]['stem']}.safetensors"
     shutil.copyfile(source, target)
     print(f"{target}: {target.stat().st_size / 1e6:.2f} MB")
-
-
-def same_tensors(a: Path, b: Path) -> bool:
-    from safetensors.torch import load_file
-
-    x, y = load_file(a), load_file(b)
-    return x.keys() == y.keys() and all(torch.equal(x[k], y[k]) for k in x)
 
 
 def main() -> None:
