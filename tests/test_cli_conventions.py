@@ -60,7 +60,10 @@ def test_models_lists_every_registered_scale_with_size_shipping_and_tiling():
     assert [(r["model"], r["scale"]) for r in rows] == [(n, s) for n in names for s in get_spec(n).scales]
     drn_s = next(r for r in rows if (r["model"], r["scale"]) == ("drn-s", 4))
     assert drn_s["params"] == 4_804_065 and drn_s["shipped"] is None
-    assert sum(r["default"] for r in rows) == 1 and next(r for r in rows if r["default"])["shipped"]
+    from dualsr.weights import DEFAULTS
+
+    defaults = [r for r in rows if r["default"]]  # one per scale with a default, each a shipped file
+    assert sorted(r["scale"] for r in defaults) == sorted(DEFAULTS) and all(r["shipped"] for r in defaults)
     assert {r["tiling"] for r in rows} >= {"approximate", "exact (whole-image means)"}
     table = dualsr("models").stdout.decode()
     assert "4,804,065" in table and "default" in table and "tiling" in table.splitlines()[0]
@@ -161,7 +164,7 @@ def test_precision_flags_on_a_cpu_are_an_error_or_a_note(tmp_path, weights):
 
 def test_messages_name_command_line_flags(tmp_path):
     src = _image(tmp_path / "in.png")
-    result = dualsr("upscale", str(src), "-o", str(tmp_path / "o.png"), "--model", "rlfn")
+    result = dualsr("upscale", str(src), "-o", str(tmp_path / "o.png"), "--model", "swinir-light")  # not shipped
     assert result.returncode == 2
     assert "--weights" in _err(result) and "weights=" not in _err(result)
 
