@@ -83,7 +83,7 @@ def test_a_teacher_of_another_architecture_distils_the_output(setup, capsys):
     for extra, message in (([], "--teacher is the distillation teacher"),
                            (["--distill", "output", "--teacher", str(x2)], "is x2, the model to compress x4"),
                            (["--distill", "feature", "--teacher", str(teacher)], "needs --distill output"),
-                           (["--distill", "output", "--teacher", str(root / "none.pt")], "no such weights file")):
+                           (["--distill", "output", "--teacher", str(root / "none.pt")], f"--teacher {root / 'none.pt'}: no such file")):
         teacher_flag = [] if extra else ["--teacher", str(teacher)]
         assert main(_common(weights, hr, root / "bad_teacher") + ["--gt-size", "64"] + extra + teacher_flag) == 2
         err = capsys.readouterr().err.strip()

@@ -107,8 +107,6 @@ def _load_teacher(args: argparse.Namespace, primal):
 
     if not args.teacher:
         return primal.model
-    if not Path(args.teacher).is_file():
-        raise CommandError(f"--teacher {args.teacher}: no such weights file")
     found = load_model(args.teacher, None, None)
     if found.scale != primal.scale:
         raise CommandError(f"--teacher {args.teacher} is x{found.scale}, the model to compress x{primal.scale}")
@@ -193,7 +191,8 @@ def _check_arguments(args: argparse.Namespace) -> list[Path]:
         raise CommandError(f"--progress-every must be >= 0 seconds, got {args.progress_every}")
     if not Path(args.weights).is_file():
         raise CommandError(f"{args.weights}: no such weights file")
-    for option, value in (("--duals", args.duals), ("--widths", args.widths), ("--budget-from", args.budget_from)):
+    for option, value in (("--duals", args.duals), ("--widths", args.widths), ("--budget-from", args.budget_from),
+                          ("--teacher", args.teacher)):
         if value and not Path(value).is_file():
             raise CommandError(f"{option} {value}: no such file")
     out = Path(args.out)

@@ -39,6 +39,11 @@ def _counter(model: nn.Module, kind: str, lr_size: tuple[int, int]) -> Callable[
     return count
 
 
+def _feeds(a, b) -> bool:
+    """Whether a module reading width `a`'s channels makes width `b`'s: they share that weight."""
+    return any(name in a.consumers for name in b.producers)
+
+
 class WidthCost:
     """cost(widths) = c + a . w + w^T B w (B strictly upper triangular), fitted to exact counts."""
 
@@ -48,7 +53,7 @@ class WidthCost:
     @classmethod
     def fit(cls, model: nn.Module, kind: str = "params", lr_size: tuple[int, int] = (96, 96)) -> "WidthCost":
         layers = prunable_layers(model)
-        squared = [layer.name for layer in layers if any(name in layer.consumers for name in layer.producers)]
+        squared = [layer.name for layer in layers if _feeds(layer, layer)]
         if squared:  # a w_l^2 term: E[cost] would no longer be cost(E[w])
             raise ValueError(f"layer {squared[0]} feeds its own width; the search's cost term does not model that")
         count = _counter(model, kind, lr_size)
@@ -66,9 +71,7 @@ class WidthCost:
         for i, j in itertools.combinations(range(n), 2):
             # a product w_i w_j needs one weight with w_i inputs and w_j outputs (or the reverse):
             # a consumer of one layer that is a producer of the other (the probe below checks it)
-            coupled = (any(n in layers[i].consumers for n in layers[j].producers)
-                       or any(n in layers[j].consumers for n in layers[i].producers))
-            if not (steps[i] and steps[j] and coupled):
+            if not (steps[i] and steps[j] and (_feeds(layers[i], layers[j]) or _feeds(layers[j], layers[i]))):
                 continue
             w = list(base)
             w[i] += steps[i]

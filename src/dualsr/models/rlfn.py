@@ -210,7 +210,7 @@ def prunable_layers(model: RLFN) -> list[PrunableLayer]:
     # the stream: into block 1, the head conv's channels, which block 1's c3_r output and conv_2's are
     # added to; out of block b, c5's channels times its ESA gate (sigmoid of conv4, channel by
     # channel), which the next block's c3_r output is added to
-    first = 3 * model.n_blocks
+    first = WIDTHS_PER_BLOCK * model.n_blocks
     layers.append(PrunableLayer("stream.0", "conv_1", (f"{blocks[0]}.c1_r", f"{blocks[0]}.c5", "upsampler.0"),
                                 "conv_1", full[first], w[first], coupled=(f"{blocks[0]}.c3_r", "conv_2")))
     for i, b in enumerate(blocks):
@@ -258,7 +258,7 @@ def detect(state) -> Detected | None:
     widths += [int(state[f"block_{i}.c5.weight"].shape[0]) for i in range(1, n_blocks + 1)]
     # without metadata a pruned stream looks like a narrower model: n_feats is the widest stream or
     # inner width (a model at least that wide)
-    n_feats = max(w for i, w in enumerate(widths) if i >= 3 * n_blocks or i % WIDTHS_PER_BLOCK != 2)
+    n_feats = max(w for i, w in enumerate(widths) if i >= WIDTHS_PER_BLOCK * n_blocks or i % WIDTHS_PER_BLOCK != 2)
     pruned = widths != full_widths(n_feats, n_blocks, esa_width)
     return Detected("rlfn", scale, {"n_feats": n_feats, "n_blocks": n_blocks, "esa_width": esa_width,
                                     "widths": widths if pruned else None}, tuple(widths))
