@@ -5,6 +5,7 @@ the report stays next to the command that produced it.
 """
 from __future__ import annotations
 
+import fcntl
 import os
 import platform
 import re
@@ -27,15 +28,20 @@ def machine_line() -> str:
 
 
 def write_section(name: str, body: str) -> None:
-    """Replace (or append) the section `name` of REPORT.md with `body` (markdown)."""
-    text = REPORT.read_text() if REPORT.exists() else HEADER
+    """Replace (or append) the section `name` of REPORT.md with `body` (markdown).
+
+    Held under a lock: two benchmark scripts running side by side (one per core) each rewrite the
+    whole file, and without it the later write would drop the other's section."""
     begin, end = f"<!-- begin:{name} -->", f"<!-- end:{name} -->"
     block = f"{begin}\n{body.rstrip()}\n{end}"
     pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end), re.S)
-    text = pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block + "\n"
-    tmp = REPORT.with_suffix(".md.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, REPORT)
+    with open(REPORT.with_suffix(".md.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        text = REPORT.read_text() if REPORT.exists() else HEADER
+        text = pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block + "\n"
+        tmp = REPORT.with_suffix(f".md.{os.getpid()}.tmp")
+        tmp.write_text(text)
+        os.replace(tmp, REPORT)
 
 
 def median_ms(fn: Callable[[], object], repeats: int) -> float:
