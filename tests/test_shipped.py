@@ -57,6 +57,18 @@ def test_a_shipped_model_named_without_weights_uses_its_file(tmp_path, monkeypat
         Upscaler("swinir-light")
 
 
+def test_weights_for_picks_the_file_each_entry_point_loads():
+    """Upscaler and `dualsr test` both ask weights_for; its choices, one by one."""
+    assert shipped.weights_for(None, 2) == shipped.default_weights(2).path
+    assert shipped.weights_for(None) == shipped.default_weights(4).path
+    assert shipped.weights_for("DRN-T", 4).name == "drn_t_x4.safetensors"  # an alias or case spelling
+    with pytest.raises(shipped.WeightsRequiredError) as err:
+        shipped.weights_for("drn-t", 2)  # ships, but not at x2
+    assert err.value.model == "drn-t" and "rlfn x2" in err.value.shipped
+    with pytest.raises(KeyError):
+        shipped.weights_for("no-such-model")
+
+
 def test_cli_test_finds_a_shipped_model_by_name(tmp_path, monkeypatch, capsys):
     from PIL import Image
 

@@ -141,17 +141,15 @@ def _load_model(args: argparse.Namespace):
             raise CommandError(str(exc)) from None
         name, weights = shipped.model, weights or shipped.path
     if not weights:
-        from dualsr.models import get_spec
-        from dualsr.weights import shipped_for, shipped_names
+        from dualsr.weights import WeightsRequiredError, weights_for
 
         try:
-            shipped = shipped_for(get_spec(name).name, args.scale)
+            weights = str(weights_for(name, args.scale))
         except KeyError as exc:  # an unknown name: the registry's message lists the known ones
             raise CommandError(str(exc.args[0] if exc.args else exc)) from None
-        if shipped is None:
-            raise CommandError(f"--weights FILE is required for model {name!r} (dualsr ships {shipped_names()}; "
-                               "or use --model default / bicubic)")
-        weights = str(shipped.path)
+        except WeightsRequiredError as exc:
+            raise CommandError(f"--weights FILE is required for model {name!r} (dualsr ships {exc.shipped}; "
+                               "or use --model default / bicubic)") from None
     loaded = load_model(weights, name, args.scale, args.widths)
     return loaded.model, loaded.name, loaded.label, loaded.scale
 

@@ -42,6 +42,7 @@ from dualsr.inference import memory
 from dualsr.inference.formats import FORMAT_FLOAT1, FORMAT_FLOAT255, FORMAT_UINT8, FORMAT_UINT16, OutputFormat
 from dualsr.inference.tiling import StopForward, WholeImageMeans, make_tiles
 from dualsr.models.spec import TileWindow, model_scale, pooling_layers, spec_of, sr_image, window_layers
+from dualsr.weights import WeightsRequiredError, weights_for
 
 ImageInput = Union["Image.Image", np.ndarray, torch.Tensor]  # noqa: F821 (PIL imported lazily)
 
@@ -57,15 +58,6 @@ _UNKNOWN_RADIUS = 16
 _DTYPES = {"float32": torch.float32, "float": torch.float32, "fp32": torch.float32,
            "float16": torch.float16, "half": torch.float16, "fp16": torch.float16,
            "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}
-
-
-class WeightsRequiredError(ValueError):
-    """A model that does not ship was named without weights (it would produce noise)."""
-
-    def __init__(self, model: str, shipped: str):
-        super().__init__(f"model {model!r} needs weights= (a random model would produce noise; "
-                         f"shipped: {shipped})")
-        self.model, self.shipped = model, shipped
 
 
 class NonFiniteOutputError(RuntimeError):
@@ -133,7 +125,6 @@ def _onnx_backend(model, weights, scale, config, device: torch.device, dtype: to
 def _resolve_model(model, weights, scale, config) -> tuple[nn.Module, int, str]:
     """(module, scale, name) for the Upscaler's arguments, through `dualsr.checkpoint.load`."""
     from dualsr.checkpoint import load, load_weights
-    from dualsr.models import get_spec
 
     if isinstance(model, nn.Module):
         if weights is not None:
@@ -145,16 +136,8 @@ def _resolve_model(model, weights, scale, config) -> tuple[nn.Module, int, str]:
             raise ValueError(f"the model is x{found}, not x{scale}")
         spec = spec_of(model)
         return model, int(found), spec.name if spec.name != "module" else type(model).__name__
-    if weights is None:
-        from dualsr.weights import default_weights, shipped_for, shipped_names
-
-        if model is None:
-            weights = default_weights(scale).path  # the default for this scale (x4 when none is asked for)
-        else:  # a named model without weights: its shipped file at this scale, if one ships
-            shipped = shipped_for(get_spec(model).name, scale)
-            if shipped is None:
-                raise WeightsRequiredError(get_spec(model).name, shipped_names())
-            weights = shipped.path
+    if weights is None:  # the default for this scale, or the named model's shipped file
+        weights = weights_for(model, scale)
     loaded = load(weights, name=model, scale=scale, **config)
     return loaded.model, loaded.scale, loaded.name
 

@@ -29,6 +29,15 @@ class DefaultWeightsMissing(FileNotFoundError):
     """The package was installed without its default weights (e.g. a checkout before training)."""
 
 
+class WeightsRequiredError(ValueError):
+    """A model that does not ship was named without weights (it would produce noise)."""
+
+    def __init__(self, model: str, shipped: str):
+        super().__init__(f"model {model!r} needs weights= (a random model would produce noise; "
+                         f"shipped: {shipped})")
+        self.model, self.shipped = model, shipped
+
+
 def _described(path: Path) -> DefaultWeights | None:
     """What a shipped file's dualsr metadata says it holds (None without that metadata)."""
     from dualsr.checkpoint import describe_metadata, read_metadata
@@ -91,6 +100,21 @@ def shipped_for(model: str, scale: int | None = None) -> DefaultWeights | None:
     return next((w for w in shipped_weights() if w.model == model and w.scale == scale), None)
 
 
+def weights_for(model: str | None, scale: int | None = None) -> Path:
+    """The file to load when no weights are given: the default for `scale` when `model` is None,
+    else the shipped file of registry model `model` at `scale` (KeyError for an unknown name,
+    WeightsRequiredError when that model does not ship at that scale)."""
+    if model is None:
+        return default_weights(scale).path
+    from dualsr.models import get_spec
+
+    name = get_spec(model).name
+    shipped = shipped_for(name, scale)
+    if shipped is None:
+        raise WeightsRequiredError(name, shipped_names())
+    return shipped.path
+
+
 def shipped_scales(model: str | None = None) -> set[int]:
     """The scales a model ships at: the default's scales for None, else those of its shipped files."""
     if model is None:
@@ -109,5 +133,6 @@ def shipped_names() -> str:
     return ", ".join(f"{w.model} x{w.scale}" for w in shipped_weights()) or "nothing"
 
 
-__all__ = ["DEFAULTS", "DEFAULT_SCALE", "DEFAULT_STEM", "DefaultWeights", "DefaultWeightsMissing", "WEIGHTS_DIR", "default_weights",
-           "shipped_for", "shipped_names", "shipped_scales", "shipped_weights"]
+__all__ = ["DEFAULTS", "DEFAULT_SCALE", "DEFAULT_STEM", "DefaultWeights", "DefaultWeightsMissing", "WEIGHTS_DIR",
+           "WeightsRequiredError", "default_weights", "shipped_for", "shipped_names", "shipped_scales",
+           "shipped_weights", "weights_for"]
