@@ -173,6 +173,13 @@ def _report(args, sets, base, base_info, rows, commands) -> None:
             lines.append(f"| {r['variant']} | {r['seed']} | {m['top_probability_min']:.2f} / "
                          f"{m['top_probability_mean']:.2f} / {m['top_probability_max']:.2f} | "
                          f"{m['uniform_probability_mean']:.2f} | {m['normalised_entropy_mean']:.3f} |")
+    root = Path(args.out)
+    lines += ["", "Widths of each run (its `widths.txt`, in the order of the model's prunable layers):", ""]
+    for r in rows:
+        widths = root / f"seed{r['seed']}" / r["variant"] / "widths.txt"
+        if widths.is_file():
+            kept = [line.split("#")[0].strip() for line in widths.read_text().splitlines()]
+            lines.append(f"- {r['variant']}, seed {r['seed']}: {' '.join(w for w in kept if w)}")
     means = ["", "Mean over the seeds measured so far (PSNR, dB):", "",
              "| variant | seeds | " + " | ".join(set_names) + " |", "|---|---|" + "---|" * len(set_names)]
     for variant in args.variants:
