@@ -62,6 +62,18 @@ def _compress(args, variant: str, seed: int, root: Path) -> list[str]:
     return cmd + shlex.split(args.finetune_flags)
 
 
+def _searched(out: Path) -> tuple[list[list[int]], list[list[float]]] | None:
+    """(candidate widths, their final probabilities) per layer of a run that searched, else None."""
+    state, summary = out / "search_state.pt", out / "summary.json"
+    if not (state.is_file() and summary.is_file()):
+        return None
+    import torch
+
+    candidates = torch.load(state, map_location="cpu", weights_only=True)["candidates"]
+    probabilities = json.loads(summary.read_text()).get("search_probabilities")
+    return (candidates, probabilities) if probabilities else None
+
+
 def _evaluate(path: Path, sets: list[Path], scale: int) -> dict:
     from dualsr.checkpoint import load
     from dualsr.evaluate import evaluate
@@ -179,7 +191,15 @@ def _report(args, sets, base, base_info, rows, commands) -> None:
         widths = root / f"seed{r['seed']}" / r["variant"] / "widths.txt"
         if widths.is_file():
             kept = [line.split("#")[0].strip() for line in widths.read_text().splitlines()]
-            lines.append(f"- {r['variant']}, seed {r['seed']}: {' '.join(w for w in kept if w)}")
+            kept = [int(w) for w in kept if w]
+            lines.append(f"- {r['variant']}, seed {r['seed']}: {' '.join(map(str, kept))}")
+            searched = _searched(widths.parent)
+            if searched is not None:  # how sure the search was of each width kept, and what it preferred
+                candidates, probabilities = searched
+                chosen = [p[c.index(w)] if w in c else float("nan") for w, c, p in zip(kept, candidates, probabilities)]
+                top = [c[max(range(len(p)), key=p.__getitem__)] for c, p in zip(candidates, probabilities)]
+                lines.append(f"  - the search's probability of each kept width: {' '.join(f'{x:.2f}' for x in chosen)}")
+                lines.append(f"  - its most probable widths (before the budget fit): {' '.join(map(str, top))}")
     means = ["", "Mean over the seeds measured so far (PSNR, dB):", "",
              "| variant | seeds | " + " | ".join(set_names) + " |", "|---|---|" + "---|" * len(set_names)]
     for variant in args.variants:
