@@ -185,13 +185,14 @@ def _report(args, sets, base, base_info, rows, commands) -> None:
             lines.append(f"| {r['variant']} | {r['seed']} | {m['top_probability_min']:.2f} / "
                          f"{m['top_probability_mean']:.2f} / {m['top_probability_max']:.2f} | "
                          f"{m['uniform_probability_mean']:.2f} | {m['normalised_entropy_mean']:.3f} |")
+    from dualsr.checkpoint import read_widths_file
+
     root = Path(args.out)
     lines += ["", "Widths of each run (its `widths.txt`, in the order of the model's prunable layers):", ""]
     for r in rows:
         widths = root / f"seed{r['seed']}" / r["variant"] / "widths.txt"
         if widths.is_file():
-            kept = [line.split("#")[0].strip() for line in widths.read_text().splitlines()]
-            kept = [int(w) for w in kept if w]
+            kept = read_widths_file(widths)
             lines.append(f"- {r['variant']}, seed {r['seed']}: {' '.join(map(str, kept))}")
             searched = _searched(widths.parent)
             if searched is not None:  # how sure the search was of each width kept, and what it preferred
