@@ -47,6 +47,8 @@ def _compress(args, variant: str, seed: int, root: Path) -> list[str]:
     widths = ["--widths", args.widths] if args.widths else search  # given widths: DR pruning only, no search
     if variant == "drc":
         cmd += ["--method", "drc", *widths]
+    elif variant in args.searches:  # a DRC search with its own flags after the shared --search-flags
+        cmd += ["--method", "drc", *search, *shlex.split(args.searches[variant])]
     elif variant == "drc_nodual":
         cmd += ["--method", "drc", "--search-dual-weight", "0", *widths]
     elif variant in ("l1", "random"):
@@ -74,6 +76,23 @@ def _searched(out: Path) -> tuple[list[list[int]], list[list[float]]] | None:
     return (candidates, probabilities) if probabilities else None
 
 
+def _save(path: Path, base: dict, rows: list[dict], set_names: list[str]) -> list[dict]:
+    """Merge `rows` into results.json under a lock and return all rows: two drivers (one seed each,
+    one per core) share an out folder, and neither may drop the other's runs."""
+    import fcntl
+    import os
+
+    with open(path.with_suffix(".json.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        saved = json.loads(path.read_text()).get("rows", []) if path.exists() else []
+        ours = {(r["variant"], r["seed"]) for r in rows}
+        merged = rows + [r for r in saved if (r["variant"], r["seed"]) not in ours and set(r["scores"]) == set(set_names)]
+        tmp = path.with_suffix(f".json.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps({"base": base, "rows": merged}, indent=1))
+        os.replace(tmp, path)
+    return merged
+
+
 def _evaluate(path: Path, sets: list[Path], scale: int) -> dict:
     from dualsr.checkpoint import load
     from dualsr.evaluate import evaluate
@@ -92,8 +111,12 @@ def main() -> int:
     parser.add_argument("--sets", nargs="+", default=["Set5", "Set14", "B100"])
     parser.add_argument("--rate", type=float, default=0.4)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
-    parser.add_argument("--variants", nargs="+", default=list(DEFAULT_VARIANTS), choices=VARIANTS,
-                        help="run in this order (uniform_dr needs uniform first; *_distill reuse drc's widths)")
+    parser.add_argument("--variants", nargs="+", default=list(DEFAULT_VARIANTS),
+                        help=f"run in this order, from {', '.join(VARIANTS)} and the --search-variant names "
+                             "(uniform_dr needs uniform first; *_distill reuse drc's widths)")
+    parser.add_argument("--search-variant", action="append", default=[], metavar="NAME=FLAGS",
+                        help="another DRC search, named drc_*, with these `dualsr compress` flags after "
+                             "--search-flags, e.g. \"drc_anneal=--final-temperature 0.1\" (repeatable)")
     parser.add_argument("--search-flags", default="", help="extra `dualsr compress` flags of the DRC searches, "
                         "e.g. '--alpha-lr auto --budget-weight 10 --budget-cost macs'")
     parser.add_argument("--finetune-flags", default="", help="extra flags of every variant's fine-tuning, "
@@ -114,6 +137,15 @@ def main() -> int:
     parser.add_argument("--note", default="", help="a sentence added to the section (how the runs were made)")
     parser.add_argument("--no-report", action="store_true", help="print only, leave REPORT.md alone")
     args = parser.parse_args()
+    args.searches = {}
+    for spec in args.search_variant:
+        name, _, flags = spec.partition("=")
+        if not (name.startswith("drc_") and name[4:].isidentifier()) or name in VARIANTS or not flags.strip():
+            parser.error(f"--search-variant must be NAME=FLAGS with a new name drc_*, got {spec!r}")
+        args.searches[name] = flags
+    unknown = [v for v in args.variants if v not in VARIANTS and v not in args.searches]
+    if unknown:
+        parser.error(f"unknown variant {unknown[0]!r}: choose from {', '.join([*VARIANTS, *args.searches])}")
 
     from dualsr.cli import main as dualsr_main
     from dualsr.checkpoint import load
@@ -152,7 +184,7 @@ def main() -> int:
                          "seconds": summary["seconds"], "wall": time.time() - started,
                          "movement": summary.get("search_movement")})
             print(json.dumps(rows[-1]), flush=True)
-            results_path.write_text(json.dumps({"base": base, "rows": rows}, indent=1))
+            rows = _save(results_path, base, rows, args.sets)
             _report(args, sets, base, base_info, rows, commands)
     _report(args, sets, base, base_info, rows, commands)
     return 0
@@ -161,6 +193,8 @@ def main() -> int:
 def _report(args, sets, base, base_info, rows, commands) -> None:
     """Print the section and (unless --no-report) write it to REPORT.md; called after every run."""
     base_params, base_macs = base_info
+    order = {v: i for i, v in enumerate(args.variants)}
+    rows = sorted(rows, key=lambda r: (r["seed"], order.get(r["variant"], len(order)), r["variant"]))
     set_names = [s.name for s in sets]
     head = "| variant | seed | params | G MACs (LR 96²) | " + " | ".join(f"{n} PSNR/SSIM" for n in set_names) + \
         " | Set5 before fine-tune | s: duals / search / prune / fine-tune |"
@@ -218,6 +252,7 @@ def _report(args, sets, base, base_info, rows, commands) -> None:
         f"seed; uniform matches DRC's parameter count (uniform_dr: those uniform widths, DR-pruned like drc). "
         f"drc_nodual: lambda = 0 in search and pruning (fine-tuning keeps lambda = 0.1); *_distill: "
         f"`--distill {args.distill}` at drc's widths. Stage times are wall seconds on a CPU shared with other jobs."
+        + "".join(f" {name}: a DRC search with `{flags}` added." for name, flags in args.searches.items())
         + (f" No search here: every variant is at the widths of `{args.widths}` (drc = DR channel pruning at "
            "those widths)." if args.widths else ""),
         f"Machine: {machine_line()}." + (f" {args.note}" if args.note else ""),

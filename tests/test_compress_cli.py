@@ -120,10 +120,11 @@ def test_budgeted_search_records_how_far_it_moved_and_keeps_the_uniform_cost(set
     out = root / "budget"
     assert main(_common(weights, hr, out) + ["--method", "drc", "--search-only", "--search-steps", "3",
                                              "--alpha-lr", "auto", "--temperature", "0.5",
-                                             "--budget-weight", "10"]) == 0
+                                             "--final-temperature", "0.1", "--budget-weight", "10"]) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["search_config"]["alpha_lr"] == pytest.approx(1.0)  # 3e-4 * 10000 / 3
     assert summary["search_config"]["fractions"] == list(BUDGET_FRACTIONS)
+    assert summary["search_config"]["final_temperature"] == 0.1
     moved = summary["search_movement"]
     assert moved["top_probability_mean"] > moved["uniform_probability_mean"]
     model = create_model("drn-t", 4)
@@ -134,6 +135,7 @@ def test_budgeted_search_records_how_far_it_moved_and_keeps_the_uniform_cost(set
     assert moved["target_cost"] == target and count_parameters(rebuild(model, widths)) <= target
     for bad, message in ((["--alpha-lr", "fast"], "--alpha-lr must be a number or auto"),
                          (["--temperature", "0"], "--temperature must be > 0"),
+                         (["--final-temperature", "-1"], "--final-temperature must be > 0"),
                          (["--budget-weight", "-1"], "--budget-weight must be >= 0")):
         capsys.readouterr()
         assert main(_common(weights, hr, root / "bad_search") + ["--method", "drc", *bad]) == 2

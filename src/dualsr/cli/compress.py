@@ -55,6 +55,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "3e-4 * 10000 / --search-steps (at least 3e-4), so that short searches move them as far")
     parser.add_argument("--temperature", type=float, default=1.0,
                         help="softmax temperature of the candidate probabilities (default 1)")
+    parser.add_argument("--final-temperature", type=float, default=None, metavar="T",
+                        help="anneal the temperature geometrically from --temperature to T over the search steps, "
+                             "so that the search ends near the discrete widths it picks (default: constant)")
     parser.add_argument("--budget-weight", type=float, default=0.0,
                         help="> 0: penalise the expected cost's distance from the uniform model's at --rate, and fit "
                              "the searched widths to that cost (default 0: the paper's search)")
@@ -181,6 +184,8 @@ def _check_arguments(args: argparse.Namespace) -> list[Path]:
             raise CommandError(f"--alpha-lr must be > 0, got {args.alpha_lr}")
     if not args.temperature > 0:
         raise CommandError(f"--temperature must be > 0, got {args.temperature}")
+    if args.final_temperature is not None and not args.final_temperature > 0:
+        raise CommandError(f"--final-temperature must be > 0, got {args.final_temperature}")
     if not args.budget_weight >= 0:
         raise CommandError(f"--budget-weight must be >= 0, got {args.budget_weight}")
     if args.search_fractions is not None and not all(0 < f <= 10 for f in args.search_fractions):
@@ -382,7 +387,8 @@ def _run(args: argparse.Namespace) -> int:
         alpha_lr = auto_alpha_lr(args.search_steps) if args.alpha_lr == "auto" else float(args.alpha_lr)
         config = SearchConfig(rate=args.rate, steps=args.search_steps, batch_size=args.batch_size,
                               dual_weight=search_lambda, second_order=args.second_order, seed=args.seed,
-                              alpha_lr=alpha_lr, temperature=args.temperature, budget_weight=args.budget_weight,
+                              alpha_lr=alpha_lr, temperature=args.temperature,
+                              final_temperature=args.final_temperature, budget_weight=args.budget_weight,
                               cost=args.budget_cost, fractions=fractions)
         log(f"searching widths ({config.steps} steps, {'second' if config.second_order else 'first'}-order, "
             f"alpha lr {alpha_lr:.3g}" + (f", {config.cost} budget" if config.budget_weight else "") + ")")
@@ -391,6 +397,7 @@ def _run(args: argparse.Namespace) -> int:
         summary["search_probabilities"] = search.probabilities()
         summary["search_movement"] = search.movement()
         summary["search_config"] = {"alpha_lr": alpha_lr, "temperature": args.temperature,
+                                    "final_temperature": args.final_temperature,
                                     "budget_weight": args.budget_weight, "budget_cost": args.budget_cost,
                                     "fractions": list(fractions)}
         times["search"] = times.get("search", 0.0) + time.time() - started

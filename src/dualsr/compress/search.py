@@ -10,7 +10,7 @@ the other; both minimise the dual-regression loss. First-order DARTS by default;
 uses the unrolled step with the finite-difference Hessian-vector product of DARTS.
 The result is K_l at argmax alpha_l for each layer: a width config.
 
-Beyond the paper (off by default): a softmax temperature; `auto_alpha_lr`, which scales the
+Beyond the paper (off by default): a softmax temperature, constant or annealed; `auto_alpha_lr`, which scales the
 alpha rate to the number of steps (at CPU budgets the paper's 3e-4 leaves the probabilities where
 they started); and a budget: with `budget_weight` > 0 the alpha loss adds
 budget_weight * (E[cost] / target - 1)^2, E[cost] exact from `dualsr.compress.cost`, target the
@@ -78,6 +78,10 @@ class SearchConfig:
     save_every: int = 50
     # softmax(alpha / temperature): below 1 sharpens the candidate distribution for the same logits
     temperature: float = 1.0
+    # set: the temperature falls geometrically from `temperature` to this over the steps (as GDAS/SNAS
+    # anneal), so the relaxed model ends close to the discrete one its argmax describes and the
+    # budget term prices that argmax rather than a blend of widths; None: constant
+    final_temperature: float | None = None
     # > 0: the alpha loss adds budget_weight * (E[cost] / target - 1)^2, target = the cost of uniform
     # widths at (1 - rate), and the argmax widths are then fitted to that budget (`fit_to_budget`), so
     # the search trades channels between layers at the uniform model's cost. 0: the paper's search.
@@ -87,6 +91,8 @@ class SearchConfig:
     def __post_init__(self):
         if not self.temperature > 0:
             raise ValueError(f"temperature must be > 0, got {self.temperature}")
+        if self.final_temperature is not None and not self.final_temperature > 0:
+            raise ValueError(f"final_temperature must be > 0, got {self.final_temperature}")
         if not self.budget_weight >= 0:
             raise ValueError(f"budget_weight must be >= 0, got {self.budget_weight}")
 
@@ -140,8 +146,17 @@ class WidthSearch:
             self.target = float(self.cost(torch.tensor(scaled_widths(self.layers, 1 - config.rate),
                                                        dtype=torch.float64)))
 
+    @property
+    def temperature(self) -> float:
+        """The softmax temperature at the current step (the final one once the search has run)."""
+        start, end = self.config.temperature, self.config.final_temperature
+        if end is None:
+            return start
+        done = min(1.0, self.step / max(1, self.config.steps))
+        return start * (end / start) ** done
+
     def _softmax(self, alpha: torch.Tensor) -> torch.Tensor:
-        return torch.softmax(alpha / self.config.temperature, dim=0)
+        return torch.softmax(alpha / self.temperature, dim=0)
 
     def expected_widths(self) -> torch.Tensor:
         """E[K_l] under the current candidate probabilities (differentiable w.r.t. the alphas)."""
@@ -177,7 +192,7 @@ class WidthSearch:
         return [cands[i] for i, cands in zip(picks, self.candidates)]
 
     def probabilities(self) -> list[list[float]]:
-        """softmax(alpha_l / temperature) per layer, for logs and reports."""
+        """softmax(alpha_l / temperature) per layer (at the current temperature), for logs and reports."""
         return [self._softmax(a.detach()).tolist() for a in self.alphas]
 
     def movement(self) -> dict:
