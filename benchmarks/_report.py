@@ -27,13 +27,33 @@ def machine_line() -> str:
             f"{threads} torch threads")
 
 
+def code_line() -> str:
+    """The commit the figures were made with, so a section older than a change in the code shows it."""
+    import subprocess
+
+    root = REPORT.parent.parent
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, timeout=10).stdout.strip()
+
+    try:
+        commit = git("rev-parse", "--short", "HEAD")
+        # the report itself is always being written, so its own edits do not count
+        dirty = bool(git("status", "--porcelain", "--untracked-files=no", "--", ".", ":!benchmarks/REPORT.md"))
+    except (OSError, subprocess.SubprocessError):
+        commit = ""
+    if not commit:
+        return "Code: not a git checkout."
+    return f"Code: dualsr at commit {commit}" + (" with uncommitted changes." if dirty else ".")
+
+
 def write_section(name: str, body: str) -> None:
-    """Replace (or append) the section `name` of REPORT.md with `body` (markdown).
+    """Replace (or append) the section `name` of REPORT.md with `body` (markdown) and the code line.
 
     Held under a lock: two benchmark scripts running side by side (one per core) each rewrite the
     whole file, and without it the later write would drop the other's section."""
     begin, end = f"<!-- begin:{name} -->", f"<!-- end:{name} -->"
-    block = f"{begin}\n{body.rstrip()}\n{end}"
+    block = f"{begin}\n{body.rstrip()}\n\n{code_line()}\n{end}"
     pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end), re.S)
     with open(REPORT.with_suffix(".md.lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
