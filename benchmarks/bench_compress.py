@@ -4,7 +4,9 @@ DRC's parameter budget), each fine-tuned with the same budget, for several seeds
 
 Every run is a `dualsr compress` command (resumable: rerun this script to continue), then
 `dualsr.evaluate` on Set5 / Set14 / B100 x4 (PSNR/SSIM on Y, border = scale). Nothing is selected
-on the test sets: widths come from the search on training images, and each run is reported.
+on the test sets: widths come from the search on training images, each run is reported, and the
+held-out training images' PSNR (`val_psnr` of `dualsr compress`) is listed, the only score a
+choice between variants may rest on.
 
     python benchmarks/bench_compress.py --model rlfn --weights ../shared/weights/rlfn/rlfn_x4.pth \\
         --data ../shared/data/train/T91 --rate 0.4 --seeds 0 1 --out experiments/bench_compress
@@ -91,6 +93,13 @@ def _save(path: Path, base: dict, rows: list[dict], set_names: list[str]) -> lis
         tmp.write_text(json.dumps({"base": base, "rows": merged}, indent=1))
         os.replace(tmp, path)
     return merged
+
+
+def _val(root: Path, row: dict) -> str:
+    """The run's PSNR on the held-out training images (what a choice between variants may use)."""
+    summary = root / f"seed{row['seed']}" / row["variant"] / "summary.json"
+    value = json.loads(summary.read_text()).get("val_psnr") if summary.is_file() else None
+    return "-" if value is None else f"{value:.2f}"
 
 
 def _evaluate(path: Path, sets: list[Path], scale: int) -> dict:
@@ -197,17 +206,18 @@ def _report(args, sets, base, base_info, rows, commands) -> None:
     rows = sorted(rows, key=lambda r: (r["seed"], order.get(r["variant"], len(order)), r["variant"]))
     set_names = [s.name for s in sets]
     head = "| variant | seed | params | G MACs (LR 96²) | " + " | ".join(f"{n} PSNR/SSIM" for n in set_names) + \
-        " | Set5 before fine-tune | s: duals / search / prune / fine-tune |"
+        " | Set5 before fine-tune | held-out val PSNR | s: duals / search / prune / fine-tune |"
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     lines.append(f"| original | - | {base_params:,} | {base_macs:.2f} | "
-                 + " | ".join(f"{base[n][0]:.2f} / {base[n][1]:.4f}" for n in set_names) + " | - | - |")
+                 + " | ".join(f"{base[n][0]:.2f} / {base[n][1]:.4f}" for n in set_names) + " | - | - | - |")
+    root = Path(args.out)
     for r in rows:
         sec = r["seconds"]
         stage = " / ".join(f"{sec[k]:.0f}" if k in sec else "-" for k in ("duals", "search", "prune", "finetune"))
         lines.append(f"| {r['variant']} | {r['seed']} | {r['params']:,} ({r['params'] / base_params:.0%}) | "
                      f"{r['gmacs']:.2f} | " + " | ".join(f"{r['scores'][n][0]:.2f} / {r['scores'][n][1]:.4f}"
                                                          for n in set_names)
-                     + f" | {r['pruned_set5']:.2f} | {stage} |")
+                     + f" | {r['pruned_set5']:.2f} | {_val(root, r)} | {stage} |")
     moved = [r for r in rows if r.get("movement")]
     if moved:
         lines += ["", "How far each search moved (softmax over the candidates of each layer; 1/candidates is where "
@@ -221,7 +231,6 @@ def _report(args, sets, base, base_info, rows, commands) -> None:
                          f"{m['uniform_probability_mean']:.2f} | {m['normalised_entropy_mean']:.3f} |")
     from dualsr.checkpoint import read_widths_file
 
-    root = Path(args.out)
     lines += ["", "Widths of each run (its `widths.txt`, in the order of the model's prunable layers):", ""]
     for r in rows:
         widths = root / f"seed{r['seed']}" / r["variant"] / "widths.txt"
@@ -236,11 +245,14 @@ def _report(args, sets, base, base_info, rows, commands) -> None:
                 lines.append(f"  - the search's probability of each kept width: {' '.join(f'{x:.2f}' for x in chosen)}")
                 lines.append(f"  - its most probable widths (before the budget fit): {' '.join(map(str, top))}")
     means = ["", "Mean over the seeds measured so far (PSNR, dB):", "",
-             "| variant | seeds | " + " | ".join(set_names) + " |", "|---|---|" + "---|" * len(set_names)]
+             "| variant | seeds | held-out val | " + " | ".join(set_names) + " |",
+             "|---|---|---|" + "---|" * len(set_names)]
     for variant in args.variants:
         picked = [r for r in rows if r["variant"] == variant]
         if picked:
-            means.append(f"| {variant} | {len(picked)} | " + " | ".join(
+            vals = [_val(root, r) for r in picked]
+            val = f"{statistics.mean(float(v) for v in vals):.3f}" if "-" not in vals else "-"
+            means.append(f"| {variant} | {len(picked)} | {val} | " + " | ".join(
                 f"{statistics.mean(r['scores'][n][0] for r in picked):.3f}" for n in set_names) + " |")
     body = "\n".join([
         f"## DRC compression of {args.model} x{args.scale} (CPU scale)",
