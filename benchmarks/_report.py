@@ -34,12 +34,14 @@ def code_line() -> str:
     root = REPORT.parent.parent
 
     def git(*args: str) -> str:
-        return subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, timeout=10).stdout.strip()
+        done = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, timeout=10)
+        return done.stdout.strip()
 
     try:
         commit = git("rev-parse", "--short", "HEAD")
-        # the report itself is always being written, so its own edits do not count
-        dirty = bool(git("status", "--porcelain", "--untracked-files=no", "--", ".", ":!benchmarks/REPORT.md"))
+        # only the code that makes figures counts: the report itself is always being written
+        dirty = bool(git("status", "--porcelain", "--untracked-files=no", "--", "src", "benchmarks", "configs",
+                         "pyproject.toml", ":!benchmarks/REPORT.md"))
     except (OSError, subprocess.SubprocessError):
         commit = ""
     if not commit:

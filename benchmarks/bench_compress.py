@@ -88,7 +88,8 @@ def _save(path: Path, base: dict, rows: list[dict], set_names: list[str]) -> lis
         fcntl.flock(lock, fcntl.LOCK_EX)
         saved = json.loads(path.read_text()).get("rows", []) if path.exists() else []
         ours = {(r["variant"], r["seed"]) for r in rows}
-        merged = rows + [r for r in saved if (r["variant"], r["seed"]) not in ours and set(r["scores"]) == set(set_names)]
+        kept = [r for r in saved if (r["variant"], r["seed"]) not in ours and set(r["scores"]) == set(set_names)]
+        merged = rows + kept
         tmp = path.with_suffix(f".json.{os.getpid()}.tmp")
         tmp.write_text(json.dumps({"base": base, "rows": merged}, indent=1))
         os.replace(tmp, path)
