@@ -49,21 +49,30 @@ def code_line() -> str:
     return f"Code: dualsr at commit {commit}" + (" with uncommitted changes." if dirty else ".")
 
 
-def write_section(name: str, body: str) -> None:
-    """Replace (or append) the section `name` of REPORT.md with `body` (markdown) and the code line.
+def update_locked(path: Path, change: Callable[[str | None], str]) -> str:
+    """Rewrite `path` with `change(current text, None if absent)`, atomically and under a lock
+    (`path`.lock), so two benchmark scripts running side by side (one per core) never drop each
+    other's writes; returns the text written."""
+    from dualsr.fileio import write_text_atomic
 
-    Held under a lock: two benchmark scripts running side by side (one per core) each rewrite the
-    whole file, and without it the later write would drop the other's section."""
+    with open(path.with_name(path.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        text = change(path.read_text() if path.exists() else None)
+        write_text_atomic(path, text)
+    return text
+
+
+def write_section(name: str, body: str) -> None:
+    """Replace (or append) the section `name` of REPORT.md with `body` (markdown) and the code line."""
     begin, end = f"<!-- begin:{name} -->", f"<!-- end:{name} -->"
     block = f"{begin}\n{body.rstrip()}\n\n{code_line()}\n{end}"
     pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end), re.S)
-    with open(REPORT.with_suffix(".md.lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        text = REPORT.read_text() if REPORT.exists() else HEADER
-        text = pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block + "\n"
-        tmp = REPORT.with_suffix(f".md.{os.getpid()}.tmp")
-        tmp.write_text(text)
-        os.replace(tmp, REPORT)
+
+    def replace(text: str | None) -> str:
+        text = HEADER if text is None else text
+        return pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block + "\n"
+
+    update_locked(REPORT, replace)
 
 
 def median_ms(fn: Callable[[], object], repeats: int) -> float:

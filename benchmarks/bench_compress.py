@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _report import machine_line, write_section  # noqa: E402
+from _report import machine_line, update_locked, write_section  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 VARIANTS = ("drc", "drc_nodual", "l1", "random", "uniform", "uniform_dr", "drc_distill", "l1_distill")
@@ -79,28 +79,26 @@ def _searched(out: Path) -> tuple[list[list[int]], list[list[float]]] | None:
 
 
 def _save(path: Path, base: dict, rows: list[dict], set_names: list[str]) -> list[dict]:
-    """Merge `rows` into results.json under a lock and return all rows: two drivers (one seed each,
-    one per core) share an out folder, and neither may drop the other's runs."""
-    import fcntl
-    import os
+    """Merge `rows` into results.json and return all rows: two drivers (one seed each, one per
+    core) share an out folder, and neither may drop the other's runs."""
+    ours = {(r["variant"], r["seed"]) for r in rows}
 
-    with open(path.with_suffix(".json.lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        saved = json.loads(path.read_text()).get("rows", []) if path.exists() else []
-        ours = {(r["variant"], r["seed"]) for r in rows}
+    def merge(text: str | None) -> str:
+        saved = json.loads(text).get("rows", []) if text else []
         kept = [r for r in saved if (r["variant"], r["seed"]) not in ours and set(r["scores"]) == set(set_names)]
-        merged = rows + kept
-        tmp = path.with_suffix(f".json.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps({"base": base, "rows": merged}, indent=1))
-        os.replace(tmp, path)
-    return merged
+        return json.dumps({"base": base, "rows": rows + kept}, indent=1)
+
+    return json.loads(update_locked(path, merge))["rows"]
 
 
-def _val(root: Path, row: dict) -> str:
+def _val(root: Path, row: dict) -> float | None:
     """The run's PSNR on the held-out training images (what a choice between variants may use)."""
     summary = root / f"seed{row['seed']}" / row["variant"] / "summary.json"
-    value = json.loads(summary.read_text()).get("val_psnr") if summary.is_file() else None
-    return "-" if value is None else f"{value:.2f}"
+    return json.loads(summary.read_text()).get("val_psnr") if summary.is_file() else None
+
+
+def _fmt(value: float | None, digits: int) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
 
 
 def _evaluate(path: Path, sets: list[Path], scale: int) -> dict:
@@ -212,13 +210,14 @@ def _report(args, sets, base, base_info, rows, commands) -> None:
     lines.append(f"| original | - | {base_params:,} | {base_macs:.2f} | "
                  + " | ".join(f"{base[n][0]:.2f} / {base[n][1]:.4f}" for n in set_names) + " | - | - | - |")
     root = Path(args.out)
+    val = {(r["variant"], r["seed"]): _val(root, r) for r in rows}
     for r in rows:
         sec = r["seconds"]
         stage = " / ".join(f"{sec[k]:.0f}" if k in sec else "-" for k in ("duals", "search", "prune", "finetune"))
         lines.append(f"| {r['variant']} | {r['seed']} | {r['params']:,} ({r['params'] / base_params:.0%}) | "
                      f"{r['gmacs']:.2f} | " + " | ".join(f"{r['scores'][n][0]:.2f} / {r['scores'][n][1]:.4f}"
                                                          for n in set_names)
-                     + f" | {r['pruned_set5']:.2f} | {_val(root, r)} | {stage} |")
+                     + f" | {r['pruned_set5']:.2f} | {_fmt(val[r['variant'], r['seed']], 2)} | {stage} |")
     moved = [r for r in rows if r.get("movement")]
     if moved:
         lines += ["", "How far each search moved (softmax over the candidates of each layer; 1/candidates is where "
@@ -251,9 +250,9 @@ def _report(args, sets, base, base_info, rows, commands) -> None:
     for variant in args.variants:
         picked = [r for r in rows if r["variant"] == variant]
         if picked:
-            vals = [_val(root, r) for r in picked]
-            val = f"{statistics.mean(float(v) for v in vals):.3f}" if "-" not in vals else "-"
-            means.append(f"| {variant} | {len(picked)} | {val} | " + " | ".join(
+            vals = [val[r["variant"], r["seed"]] for r in picked]
+            mean_val = None if None in vals else statistics.mean(vals)
+            means.append(f"| {variant} | {len(picked)} | {_fmt(mean_val, 3)} | " + " | ".join(
                 f"{statistics.mean(r['scores'][n][0] for r in picked):.3f}" for n in set_names) + " |")
     body = "\n".join([
         f"## DRC compression of {args.model} x{args.scale} (CPU scale)",

@@ -10,7 +10,7 @@ import torch
 from dualsr.compress.baselines import scaled_widths
 from dualsr.compress.cost import WidthCost
 from dualsr.compress.layers import prunable_layers, rebuild, width_step
-from dualsr.compress.search import SearchConfig, auto_alpha_lr, fit_to_budget, search_widths
+from dualsr.compress.search import SearchConfig, WidthSearch, auto_alpha_lr, fit_to_budget, search_widths
 from dualsr.models import create_dual, create_model
 from dualsr.profile import count_macs, count_parameters
 
@@ -106,8 +106,6 @@ def test_budgeted_search_moves_its_logits_and_lands_on_the_uniform_cost(data):
 def test_annealed_temperature_falls_geometrically_and_sharpens_the_same_logits():
     model = create_model("rlfn", 4, **TINY["rlfn"])
     config = SearchConfig(rate=0.5, steps=10, temperature=2.0, final_temperature=0.02)
-    from dualsr.compress.search import WidthSearch
-
     search = WidthSearch(model, None, config)
     with torch.no_grad():
         for alpha in search.alphas:

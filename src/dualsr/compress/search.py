@@ -10,9 +10,9 @@ the other; both minimise the dual-regression loss. First-order DARTS by default;
 uses the unrolled step with the finite-difference Hessian-vector product of DARTS.
 The result is K_l at argmax alpha_l for each layer: a width config.
 
-Beyond the paper (off by default): a softmax temperature, constant or annealed; `auto_alpha_lr`, which scales the
-alpha rate to the number of steps (at CPU budgets the paper's 3e-4 leaves the probabilities where
-they started); and a budget: with `budget_weight` > 0 the alpha loss adds
+Beyond the paper (off by default): a softmax temperature, constant or annealed; `auto_alpha_lr`,
+which scales the alpha rate to the number of steps (at CPU budgets the paper's 3e-4 leaves the
+probabilities where they started); and a budget: with `budget_weight` > 0 the alpha loss adds
 budget_weight * (E[cost] / target - 1)^2, E[cost] exact from `dualsr.compress.cost`, target the
 cost of uniform widths (1 - rate) x full, over candidates that reach above that width
 (BUDGET_FRACTIONS), and the argmax is fitted to the target (`fit_to_budget`), so searched and
